@@ -1,0 +1,73 @@
+"""Connecting to a Dask cluster: an explicit address, else the configured one, else a new
+local cluster of worker processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask.config
+from distributed import Client
+
+from adp.config import settings
+
+
+def connect(address: str | None = None, **local_cluster_kwargs: Any) -> Client:
+    """Return a :class:`distributed.Client` for ADP's work.
+
+    Parameters
+    ----------
+    address : str, optional
+        A scheduler address such as ``"tcp://10.0.0.5:8786"``. When omitted, the
+        ``scheduler-address`` dask config key is used (the ``DASK_SCHEDULER_ADDRESS``
+        variable sets it); when that is empty too, a new :class:`distributed.LocalCluster`
+        with worker *processes* is started and closed with the client.
+    **local_cluster_kwargs
+        Passed to :class:`distributed.LocalCluster` when one is started (for example
+        ``n_workers=4`` or ``memory_limit="2GiB"``); defaults come from ``adp.cluster.*``.
+        Ignored, with an error, when a scheduler address is in use.
+
+    Returns
+    -------
+    distributed.Client
+        Use it as a context manager, or call ``close()``, to release the cluster.
+
+    Examples
+    --------
+    >>> with adp.connect(n_workers=2) as client:  # doctest: +SKIP
+    ...     print(client.dashboard_link)
+    """
+    address = address or dask.config.get("scheduler-address", None)
+    if address:
+        if local_cluster_kwargs:
+            from adp.errors import ConfigError
+
+            raise ConfigError(
+                f"local cluster options {sorted(local_cluster_kwargs)} cannot apply to the "
+                f"existing scheduler at {address!r}: drop them or omit the address"
+            )
+        return Client(address)
+
+    cfg = settings().cluster
+    options: dict[str, Any] = {
+        "n_workers": cfg.n_workers,
+        "threads_per_worker": cfg.threads_per_worker,
+        "memory_limit": cfg.memory_limit,
+        "dashboard_address": cfg.dashboard_address,
+        "processes": True,
+    }
+    options.update(local_cluster_kwargs)
+    install_plugins = bool(options.pop("install_plugins", cfg.install_plugins))
+    # Client() without an address owns the LocalCluster it starts: closing the client
+    # closes the cluster too.
+    client = Client(**options)
+    if install_plugins:
+        _install_plugins(client)
+    return client
+
+
+def _install_plugins(client: Client) -> None:
+    try:
+        from adp.observe.plugins import install
+    except ImportError:  # pragma: no cover - observe is part of the package
+        return
+    install(client)

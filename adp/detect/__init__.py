@@ -1,0 +1,1 @@
+"""Detectors: the name registry, partition-parallel fit and score, thresholds."""

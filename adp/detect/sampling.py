@@ -1,0 +1,74 @@
+"""Uniform random samples of a partitioned dataset, drawn on the workers."""
+
+from __future__ import annotations
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+from dask.delayed import Delayed
+
+from adp.errors import DataError
+
+
+def _take(part: pd.DataFrame, count: int, seed: np.random.SeedSequence) -> pd.DataFrame:
+    if count >= len(part):
+        return part
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(part), size=count, replace=False))
+    return part.iloc[rows]
+
+
+def partition_lengths(ddf: dd.DataFrame) -> list[int]:
+    """Rows in each partition, counted on the workers (reads one column)."""
+    probe = ddf[list(ddf.columns[:1])] if len(ddf.columns) else ddf
+    return [int(n) for n in probe.map_partitions(len).compute()]
+
+
+def uniform_sample(
+    ddf: dd.DataFrame, sample_rows: int, random_state: int | None = None
+) -> tuple[list[Delayed], int, int]:
+    """Plan a uniform random sample without replacement of at most ``sample_rows`` rows.
+
+    The number of rows drawn from each partition follows the multivariate hypergeometric
+    distribution over the partition lengths, so every row of the dataset has the same
+    chance of being drawn whatever the partitioning; the draws then run on the workers.
+
+    Parameters
+    ----------
+    ddf : dask.dataframe.DataFrame
+        The dataset (already reduced to the columns the sample needs).
+    sample_rows : int
+        Upper bound on the sample size; every row is taken when there are fewer.
+    random_state : int, optional
+        Seed; the same seed and partitioning give the same sample.
+
+    Returns
+    -------
+    parts : list of Delayed
+        One lazy pandas DataFrame per partition that contributes rows.
+    size : int
+        Rows in the sample.
+    total : int
+        Rows in the dataset.
+    """
+    if sample_rows < 1:
+        raise ValueError(f"sample_rows must be at least 1, got {sample_rows}")
+    lengths = partition_lengths(ddf)
+    total = sum(lengths)
+    if total == 0:
+        raise DataError("the dataset has no rows: nothing to fit on")
+    seed = np.random.SeedSequence(random_state)
+    size = min(sample_rows, total)
+    if size == total:
+        counts = np.asarray(lengths)
+    else:
+        rng = np.random.default_rng(seed)
+        counts = rng.multivariate_hypergeometric(np.asarray(lengths), size)
+    children = seed.spawn(len(lengths))
+    parts = [
+        dask.delayed(_take)(part, int(count), child)
+        for part, count, child in zip(ddf.to_delayed(), counts, children, strict=True)
+        if count > 0
+    ]
+    return parts, int(size), int(total)

@@ -1,0 +1,233 @@
+"""Global thresholds over all scored rows, computed on the workers.
+
+``Contamination(0.05)`` flags the 5% highest scores of the *whole* dataset, exactly up to
+ties: the threshold is the k-th largest score, ``k = ceil(fraction * n)``, and a row is an
+anomaly when its score is at least the threshold. It is found in three small passes over
+the score column, with memory bounded by the histogram size, never by the row count:
+
+1. per partition: count, minimum and maximum;
+2. per partition: a histogram over ``[min, max]``; summed, it gives the bin that holds the
+   k-th largest score and how many scores lie above that bin;
+3. per partition: the distinct values inside that bin with their counts (at most as many
+   as still needed); merged, they give the exact k-th largest value.
+
+Every pass is a dask task per partition followed by a tree reduction, so the whole result
+is one lazy :class:`~dask.delayed.Delayed` float.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+from dask.delayed import Delayed
+
+from adp.errors import ConfigError, DataError
+
+_SPLIT_EVERY = 16
+
+
+class Threshold(Protocol):
+    """A rule that turns the score column of a dataset into one global threshold."""
+
+    def resolve(self, scores: dd.Series) -> Delayed: ...
+
+
+@dataclass(frozen=True)
+class Contamination:
+    """Flag the ``fraction`` highest-scoring rows of the whole dataset.
+
+    Parameters
+    ----------
+    fraction : float
+        In ``(0, 0.5]``.
+    bins : int
+        Histogram bins per refinement pass (``adp.score.threshold-bins``).
+    """
+
+    fraction: float
+    bins: int = 4096
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fraction <= 0.5:
+            raise ConfigError(f"contamination must be in (0, 0.5], got {self.fraction!r}")
+
+    def resolve(self, scores: dd.Series) -> Delayed:
+        return kth_largest(scores, self.fraction, bins=self.bins)
+
+
+@dataclass(frozen=True)
+class FixedScore:
+    """Flag every row whose score is at least ``value``."""
+
+    value: float
+
+    def resolve(self, scores: dd.Series) -> Delayed:
+        return dask.delayed(float(self.value))
+
+
+def _values(part: pd.Series) -> np.ndarray:
+    values = np.asarray(part, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise DataError(
+            f"{int((~np.isfinite(values)).sum())} scores are NaN or infinite: "
+            "check the features for missing or infinite values"
+        )
+    return values
+
+
+def _stats(part: pd.Series) -> tuple[int, float, float]:
+    values = _values(part)
+    if values.size == 0:
+        return 0, math.inf, -math.inf
+    return int(values.size), float(values.min()), float(values.max())
+
+
+def _merge_stats(items: Sequence[tuple[int, float, float]]) -> tuple[int, float, float]:
+    return (
+        sum(i[0] for i in items),
+        min(i[1] for i in items),
+        max(i[2] for i in items),
+    )
+
+
+def _histogram(part: pd.Series, lo: float, hi: float, bins: int) -> np.ndarray:
+    values = _values(part)
+    if values.size == 0 or hi <= lo:
+        counts = np.zeros(bins, dtype=np.int64)
+        counts[-1] = values.size
+        return counts
+    index = _bin_index(values, lo, hi, bins)
+    return np.bincount(index, minlength=bins).astype(np.int64)
+
+
+def _sum_arrays(items: Sequence[np.ndarray]) -> np.ndarray:
+    return np.sum(np.stack(items), axis=0)
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The histogram bin that holds the k-th largest value."""
+
+    bin_index: int
+    needed: int  # how many values inside the bin are at or above the answer
+
+
+def _bin_index(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
+    index = np.floor((values - lo) / (hi - lo) * bins).astype(np.int64)
+    np.clip(index, 0, bins - 1, out=index)
+    return index
+
+
+def _locate(stats: tuple[int, float, float], hist: np.ndarray, fraction: float) -> _Window | float:
+    n, lo, hi = stats
+    if n == 0:
+        raise DataError("cannot set a contamination threshold on an empty dataset")
+    k = max(1, math.ceil(fraction * n - 1e-9))
+    if hi <= lo:
+        return float(hi)
+    above = np.cumsum(hist[::-1])  # above[i]: values in the top i + 1 bins
+    top_index = int(np.searchsorted(above, k))  # fewest top bins holding k values
+    count_above = int(above[top_index - 1]) if top_index > 0 else 0
+    return _Window(hist.size - 1 - top_index, k - count_above)
+
+
+def _candidates(
+    part: pd.Series, window: _Window | float, lo: float, hi: float, bins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(window, _Window):
+        return np.empty(0), np.empty(0, dtype=np.int64)
+    values = _values(part)
+    # The same arithmetic as _histogram, so no value is lost at a bin edge to rounding.
+    inside = values[_bin_index(values, lo, hi, bins) == window.bin_index]
+    uniques, counts = np.unique(inside, return_counts=True)
+    uniques, counts = uniques[::-1], counts[::-1]  # descending
+    keep = int(np.searchsorted(np.cumsum(counts), window.needed)) + 1
+    return uniques[:keep], counts[:keep]
+
+
+def _merge_candidates(
+    items: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    values = np.concatenate([i[0] for i in items]) if items else np.empty(0)
+    counts = np.concatenate([i[1] for i in items]) if items else np.empty(0, dtype=np.int64)
+    if values.size == 0:
+        return values, counts
+    uniques, inverse = np.unique(values, return_inverse=True)
+    summed = np.bincount(inverse, weights=counts).astype(np.int64)
+    return uniques[::-1], summed[::-1]
+
+
+def _pick(candidates: tuple[np.ndarray, np.ndarray], window: _Window | float) -> float:
+    if not isinstance(window, _Window):
+        return float(window)
+    values, counts = candidates
+    position = int(np.searchsorted(np.cumsum(counts), window.needed))
+    return float(values[position])
+
+
+def _tree_reduce(items: list[Any], combine: Callable[[Sequence[Any]], Any]) -> Delayed:
+    level = list(items)
+    while len(level) > 1:
+        level = [
+            dask.delayed(combine)(level[i : i + _SPLIT_EVERY])
+            for i in range(0, len(level), _SPLIT_EVERY)
+        ]
+    return level[0] if isinstance(level[0], Delayed) else dask.delayed(combine)(level)
+
+
+def kth_largest(scores: dd.Series, fraction: float, bins: int = 4096) -> Delayed:
+    """The exact ``ceil(fraction * n)``-th largest value of ``scores``, lazily.
+
+    Parameters
+    ----------
+    scores : dask.dataframe.Series
+        Finite float scores.
+    fraction : float
+        Share of rows at or above the returned value (exact when there are no ties).
+    bins : int
+        Histogram bins; memory per task is ``O(bins)`` plus the values in one bin.
+
+    Returns
+    -------
+    dask.delayed.Delayed
+        Computes to a float.
+    """
+    parts = scores.to_delayed()
+    stats = _tree_reduce([dask.delayed(_stats)(p) for p in parts], _merge_stats)
+    lo = dask.delayed(operator.getitem)(stats, 1)
+    hi = dask.delayed(operator.getitem)(stats, 2)
+    hists = [dask.delayed(_histogram)(p, lo, hi, bins) for p in parts]
+    window = dask.delayed(_locate)(stats, _tree_reduce(hists, _sum_arrays), fraction)
+    candidates = [dask.delayed(_candidates)(p, window, lo, hi, bins) for p in parts]
+    return dask.delayed(_pick)(_tree_reduce(candidates, _merge_candidates), window)
+
+
+def _flag_partition(part: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    out = part.copy()
+    out["is_anomaly"] = (out["score"].to_numpy() >= threshold).astype(bool)
+    return out
+
+
+def flag(scored: dd.DataFrame, threshold: Delayed | float) -> dd.DataFrame:
+    """Add ``is_anomaly`` (``score >= threshold``) to a scored frame, lazily."""
+    meta = scored._meta.assign(is_anomaly=pd.Series(dtype=bool))
+    return scored.map_partitions(_flag_partition, threshold, meta=meta)
+
+
+def from_spec(contamination: float | None = None, score: float | None = None) -> Threshold:
+    """Build a threshold rule from the fields a job spec or API call gives."""
+    if (contamination is None) == (score is None):
+        raise ConfigError("give exactly one of threshold.contamination or threshold.score")
+    if score is not None:
+        return FixedScore(float(score))
+    from adp.config import settings
+
+    return Contamination(float(contamination), bins=settings().score.threshold_bins)  # type: ignore[arg-type]

@@ -1,0 +1,48 @@
+"""ADP's exceptions. Each subclasses a builtin so callers can catch what they already know,
+and every message says what is wrong and where: the file, partition, column or field."""
+
+from __future__ import annotations
+
+
+class AdpError(Exception):
+    """Base class of every error ADP raises on purpose."""
+
+
+class ConfigError(AdpError, ValueError):
+    """A configuration value or job spec field is invalid."""
+
+
+class SpecError(ConfigError):
+    """A job spec does not validate; the message names the field path."""
+
+
+class DetectorError(AdpError, ValueError):
+    """An unknown detector name or parameter, or a detector used before it was fitted."""
+
+
+class NotFittedError(DetectorError, AttributeError):
+    """A detector was asked to score before :meth:`fit`."""
+
+
+class DataError(AdpError, ValueError):
+    """The data at fault: names the file or partition and the column."""
+
+
+class SourceError(AdpError, OSError):
+    """A source cannot be opened or read (missing path, unreadable file, refused endpoint)."""
+
+
+class OutputExistsError(AdpError, FileExistsError):
+    """The output location already holds data and ``mode`` is not ``overwrite``."""
+
+
+class AccessDeniedError(AdpError, PermissionError):
+    """A path, endpoint or action is outside what configuration or policy allows."""
+
+
+class AuditError(AdpError, RuntimeError):
+    """An audit record cannot be written or read; the audited action does not run."""
+
+
+class AuditVerificationError(AuditError):
+    """The audit trail fails verification; the message names the first bad sequence number."""

@@ -1,0 +1,1 @@
+"""Sources and sinks: lakes (fsspec), SQL databases, xarray stores, atomic outputs."""

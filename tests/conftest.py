@@ -1,0 +1,42 @@
+"""Shared fixtures: one real LocalCluster (worker processes) per test session, and the
+shared benchmark datasets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from distributed import Client
+
+REPO = Path(__file__).resolve().parents[1]
+ODDS = REPO.parent / "shared" / "data" / "odds"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def need_in_ci(reason: str) -> None:
+    """Skip with ``reason`` on a developer's machine; fail when running in CI."""
+    if IN_CI:
+        pytest.fail(f"{reason} (required when CI=true)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def client() -> Iterator[Client]:
+    """A LocalCluster with 2 worker processes (1 thread each), shared by the session.
+
+    Tests that need their own cluster (killing workers, other plugins) start one.
+    """
+    import adp
+
+    with adp.connect(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0") as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def odds_dir() -> Path:
+    """``../shared/data/odds``: skipped on a user's clone without it, a failure in CI."""
+    if not (ODDS / "MANIFEST.csv").exists():
+        need_in_ci(f"the shared benchmark datasets are not at {ODDS}")
+    return ODDS
