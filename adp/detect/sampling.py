@@ -19,10 +19,14 @@ def _take(part: pd.DataFrame, count: int, seed: np.random.SeedSequence) -> pd.Da
     return part.iloc[rows]
 
 
-def partition_lengths(ddf: dd.DataFrame) -> list[int]:
-    """Rows in each partition, counted on the workers (reads one column)."""
-    probe = ddf[list(ddf.columns[:1])] if len(ddf.columns) else ddf
-    return [int(n) for n in probe.map_partitions(len).compute()]
+def partition_lengths(parts: list[Delayed]) -> list[int]:
+    """Rows in each of ``parts`` (a collection's ``to_delayed()``), counted on the workers.
+
+    The lengths are taken from the very tasks the sample is drawn from: dask may fuse
+    Parquet partitions differently when fewer columns are read, so a count over another
+    projection of the same frame could disagree with the sampled partitions.
+    """
+    return [int(n) for n in dask.compute(*[dask.delayed(len)(p) for p in parts])]
 
 
 def uniform_sample(
@@ -54,7 +58,8 @@ def uniform_sample(
     """
     if sample_rows < 1:
         raise ValueError(f"sample_rows must be at least 1, got {sample_rows}")
-    lengths = partition_lengths(ddf)
+    partitions = ddf.to_delayed()
+    lengths = partition_lengths(partitions)
     total = sum(lengths)
     if total == 0:
         raise DataError("the dataset has no rows: nothing to fit on")
@@ -68,7 +73,7 @@ def uniform_sample(
     children = seed.spawn(len(lengths))
     parts = [
         dask.delayed(_take)(part, int(count), child)
-        for part, count, child in zip(ddf.to_delayed(), counts, children, strict=True)
+        for part, count, child in zip(partitions, counts, children, strict=True)
         if count > 0
     ]
     return parts, int(size), int(total)

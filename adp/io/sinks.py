@@ -1,0 +1,194 @@
+"""Atomic outputs: partitions are written to a staging location, then committed at once.
+
+A job never leaves a half-written dataset at its output location. Every partition is
+written on a worker as one Parquet file with a fixed name (``part.00003.parquet``), so a
+task retried after a worker died rewrites the same file: the output holds every row once.
+A manifest (``_adp_manifest.json``, ignored by Parquet readers) is written last, then the
+staging folder is moved into place. On a local or POSIX file system the move is one
+``rename``; an existing dataset is replaced only with ``mode="overwrite"``, and is moved
+aside first and deleted only after the new one is in place. Object stores have no atomic
+rename: there the manifest is the commit marker, written after every data file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import dask
+import dask.dataframe as dd
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dask.delayed import Delayed
+
+from adp.errors import OutputExistsError
+from adp.io.paths import check_allowed, is_local, local_path
+
+MANIFEST = "_adp_manifest.json"
+Mode = Literal["error", "overwrite"]
+
+
+@dataclass(frozen=True)
+class WrittenPart:
+    """One written data file: its path, rows, bytes and flagged rows (if flagged)."""
+
+    path: str
+    rows: int
+    bytes: int
+    anomalies: int | None = None
+
+
+def write_part(
+    part: pd.DataFrame, path: str, storage_options: dict[str, Any] | None = None
+) -> WrittenPart:
+    """Write one partition as a Parquet file (index kept) and describe it."""
+    table = pa.Table.from_pandas(part, preserve_index=True)
+    fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    with fs.open(fs_path, "wb") as f:
+        pq.write_table(table, f)
+    anomalies = int(part["is_anomaly"].sum()) if "is_anomaly" in part.columns else None
+    return WrittenPart(path, len(part), int(fs.size(fs_path)), anomalies)
+
+
+def make_folder(folder: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Create ``folder`` (and its parents) if it does not exist."""
+    fs, fs_folder = fsspec.core.url_to_fs(folder, **(storage_options or {}))
+    fs.makedirs(fs_folder, exist_ok=True)
+
+
+def write_partitions(
+    ddf: dd.DataFrame, folder: str, storage_options: dict[str, Any] | None = None
+) -> list[Delayed]:
+    """Lazy tasks that write each partition of ``ddf`` as ``folder/part.NNNNN.parquet``.
+
+    Returns
+    -------
+    list of Delayed
+        One per partition, each computing to a :class:`WrittenPart`, in partition order.
+    """
+    make_folder(folder, storage_options)
+    base = folder.rstrip("/")
+    return [
+        dask.delayed(write_part)(part, f"{base}/part.{i:05d}.parquet", storage_options)
+        for i, part in enumerate(ddf.to_delayed())
+    ]
+
+
+def _exists(uri: str, storage_options: dict[str, Any] | None) -> bool:
+    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    if not fs.exists(path):
+        return False
+    return not (fs.isdir(path) and not fs.ls(path))
+
+
+def check_target(uri: str, mode: Mode, storage_options: dict[str, Any] | None = None) -> None:
+    """Refuse, before any work, to write where data exists unless ``mode="overwrite"``.
+
+    Raises
+    ------
+    adp.errors.OutputExistsError
+        Naming the location and the fix.
+    """
+    check_allowed(uri)
+    if mode != "overwrite" and _exists(uri, storage_options):
+        raise OutputExistsError(
+            f"output {uri!r} already holds data; choose another location or set "
+            "output.mode: overwrite to replace it"
+        )
+
+
+class Staging:
+    """A staging folder beside the output location, committed or removed as a whole.
+
+    Parameters
+    ----------
+    uri : str
+        The final output location.
+    mode : {"error", "overwrite"}
+        Whether an existing dataset at ``uri`` may be replaced at commit.
+    storage_options : dict, optional
+        fsspec options for remote stores.
+    """
+
+    def __init__(
+        self, uri: str, mode: Mode = "error", storage_options: dict[str, Any] | None = None
+    ) -> None:
+        self.uri = uri.rstrip("/")
+        self.mode = mode
+        self.storage_options = storage_options
+        parent, _, name = self.uri.rpartition("/")
+        token = uuid.uuid4().hex[:12]
+        self.root = (
+            f"{parent}/.{name}.adp-staging-{token}" if parent else f".{name}.staging-{token}"
+        )
+        self.committed = False
+
+    def path(self, *parts: str) -> str:
+        """A location inside the staging folder."""
+        return "/".join([self.root, *parts])
+
+    def _fs(self) -> Any:
+        return fsspec.core.url_to_fs(self.root, **(self.storage_options or {}))[0]
+
+    def commit(self, data_folder: str, manifest: dict[str, Any]) -> None:
+        """Write the manifest into ``data_folder`` and move it to the output location."""
+        check_target(self.uri, self.mode, self.storage_options)
+        fs = self._fs()
+        with fs.open(f"{data_folder}/{MANIFEST}", "w") as f:
+            json.dump(manifest, f, indent=2, default=str)
+        if is_local(self.uri):
+            _replace_local(local_path(data_folder), local_path(self.uri))
+        else:
+            if fs.exists(self.uri):
+                fs.rm(self.uri, recursive=True)
+            fs.mv(data_folder, self.uri, recursive=True)
+        self.committed = True
+
+    def cleanup(self) -> None:
+        """Remove the staging folder (whatever is left of it)."""
+        fs = self._fs()
+        if fs.exists(self.root):
+            fs.rm(self.root, recursive=True)
+
+    @contextmanager
+    def session(self) -> Iterator[Staging]:
+        """Use the staging folder; it is removed on exit, committed or not."""
+        try:
+            yield self
+        finally:
+            self.cleanup()
+
+
+def _replace_local(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        os.replace(source, target)
+        return
+    aside = target.with_name(f".{target.name}.adp-old-{uuid.uuid4().hex[:12]}")
+    os.replace(target, aside)
+    try:
+        os.replace(source, target)
+    except OSError:
+        os.replace(aside, target)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def manifest_for(parts: list[WrittenPart], **fields: Any) -> dict[str, Any]:
+    """The manifest of a committed dataset: its files, rows and the job's figures."""
+    return {
+        "format": "adp-scores",
+        "version": 1,
+        "rows": sum(p.rows for p in parts),
+        "files": [{**asdict(p), "path": p.path.rsplit("/", 1)[-1]} for p in parts],
+        **fields,
+    }

@@ -1,0 +1,295 @@
+"""Running a job spec end to end on a Dask cluster.
+
+Stages (each one task per partition, on the workers):
+
+1. **score**: read the source, score every partition with the fitted detector, and stage
+   the raw scores (key columns, ``score``) as Parquet beside the output location;
+2. **threshold**: the global threshold from the staged score column (exact, bounded);
+3. **flag**: flag (and explain) each staged partition, count precision and recall when a
+   truth column is named, and write the final partition;
+4. **commit**: write the manifest and move the staged dataset into place.
+
+A failure at any stage leaves the output location as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import dask.dataframe as dd
+import pandas as pd
+from distributed import Client
+from rich.console import Console
+
+from adp.detect.detector import Detector, create_detector
+from adp.detect.features import resolve_features
+from adp.detect.threshold import Threshold, flag, from_spec
+from adp.io.read import read
+from adp.io.sinks import (
+    Staging,
+    WrittenPart,
+    check_target,
+    make_folder,
+    manifest_for,
+    write_part,
+    write_partitions,
+)
+from adp.jobs.evaluation import Evaluation, evaluate_partition
+from adp.jobs.progress import compute_with_progress
+from adp.jobs.spec import JobSpec, OutputSpec
+
+
+@dataclass
+class JobResult:
+    """What a finished job did; printed as the summary and rendered in the report."""
+
+    name: str
+    output_uri: str
+    rows: int
+    partitions: int
+    workers: int
+    anomalies: int
+    threshold: float
+    detector: str
+    features: list[str]
+    fit_rows: int
+    wall_seconds: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    evaluation: Evaluation | None = None
+    report_path: str | None = None
+
+    @property
+    def anomaly_share(self) -> float:
+        return self.anomalies / self.rows if self.rows else 0.0
+
+
+@contextmanager
+def _client_for(spec: JobSpec, scheduler: str | None, client: Client | None) -> Iterator[Client]:
+    if client is not None:
+        yield client
+        return
+    from adp.cluster import connect
+
+    address = scheduler or spec.cluster.address
+    if address:
+        with connect(address) as c:
+            yield c
+        return
+    options: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "n_workers": spec.cluster.n_workers,
+            "threads_per_worker": spec.cluster.threads_per_worker,
+            "memory_limit": spec.cluster.memory_limit,
+        }.items()
+        if v is not None
+    }
+    with connect(**options) as c:
+        yield c
+
+
+def _pin_partitions(ddf: dd.DataFrame) -> dd.DataFrame:
+    """Fix the partitioning of ``ddf`` once for every stage of the job.
+
+    dask fuses Parquet partitions according to the columns a later step reads, so two
+    projections of one frame can have different partitions. Built from the frame's own
+    tasks, the pinned frame has one partitioning that every stage (sample, score, explain)
+    shares, and the staged scores align with the source partition by partition.
+    """
+    return dd.from_delayed(ddf.to_delayed(), meta=ddf._meta, verify_meta=False)
+
+
+def _build_detector(spec: JobSpec) -> Detector:
+    assert spec.detector is not None
+    if spec.detector.model is not None:
+        from adp.models import load_detector
+
+        detector: Detector = load_detector(spec.detector.model)
+        return detector
+    assert spec.detector.name is not None
+    return create_detector(spec.detector.name, **spec.detector.params)
+
+
+def _threshold_rule(spec: JobSpec, detector: Detector) -> Threshold:
+    t = spec.threshold
+    if t.score is not None:
+        return from_spec(score=t.score)
+    if t.contamination is not None:
+        return from_spec(contamination=t.contamination)  # type: ignore[arg-type]
+    return detector.threshold_rule(None)
+
+
+def _read_staged(path: str, storage_options: dict[str, Any] | None) -> pd.DataFrame:
+    return pd.read_parquet(path, storage_options=storage_options)
+
+
+def _finish_partition(
+    part: pd.DataFrame,
+    path: str,
+    drop: list[str],
+    label: str | None,
+    kind: str | None,
+    storage_options: dict[str, Any] | None,
+) -> tuple[WrittenPart, Evaluation | None]:
+    evaluation = evaluate_partition(part, label, kind) if label else None
+    written = write_part(part.drop(columns=drop), path, storage_options)
+    return written, evaluation
+
+
+def run_job(
+    spec: JobSpec,
+    *,
+    scheduler: str | None = None,
+    client: Client | None = None,
+    show_progress: bool = True,
+    console: Console | None = None,
+) -> JobResult:
+    """Run a job spec: fit, score every partition, threshold globally, write atomically.
+
+    Parameters
+    ----------
+    spec : JobSpec
+        The validated job.
+    scheduler : str, optional
+        A scheduler address; overrides ``cluster.address`` in the spec.
+    client : distributed.Client, optional
+        Use this client (and its cluster) instead of connecting.
+    show_progress : bool
+        Show a progress bar per stage.
+    console : rich.console.Console, optional
+        Where progress goes.
+
+    Returns
+    -------
+    JobResult
+
+    Raises
+    ------
+    adp.errors.OutputExistsError
+        Before any work, when the output holds data and ``output.mode`` is not overwrite.
+    """
+    assert spec.output is not None, "run_job needs an output section"
+    output: OutputSpec = spec.output
+    started = time.perf_counter()
+    stage_seconds: dict[str, float] = {}
+    check_target(output.uri, output.mode, output.storage_options)
+    source = spec.source
+    with _client_for(spec, scheduler, client) as c:
+        workers = len(c.scheduler_info(n_workers=-1)["workers"])
+        ddf = read(
+            source.uri,
+            format=source.format,
+            columns=source.columns,
+            storage_options=source.storage_options,
+            **source.options,
+        )
+        eval_columns = (
+            [col for col in (spec.evaluate.label, spec.evaluate.kind) if col]
+            if spec.evaluate
+            else []
+        )
+        features = resolve_features(
+            ddf, source.features, exclude=[*source.exclude, *eval_columns], key=source.key
+        )
+        carry = [*source.key, *[col for col in eval_columns if col not in source.key]]
+        ddf = _pin_partitions(ddf[list(dict.fromkeys([*features, *carry]))])
+
+        t0 = time.perf_counter()
+        detector = _build_detector(spec)
+        if not detector.is_fitted:
+            detector.fit(
+                ddf,
+                features,
+                sample_rows=spec.fit.sample_rows,
+                random_state=spec.fit.random_state,
+                key=source.key,
+            )
+        stage_seconds["fit"] = time.perf_counter() - t0
+
+        raw = detector.decision_function(ddf, key=carry)
+        staging = Staging(output.uri, output.mode, output.storage_options)
+        with staging.session():
+            t0 = time.perf_counter()
+            raw_parts: list[WrittenPart] = compute_with_progress(
+                c,
+                write_partitions(raw, staging.path("raw"), output.storage_options),
+                "score",
+                console=console,
+                show=show_progress,
+            )
+            stage_seconds["score"] = time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            staged = dd.from_delayed(
+                [dask.delayed(_read_staged)(p.path, output.storage_options) for p in raw_parts],
+                meta=raw._meta,
+                verify_meta=False,
+            )
+            rule = _threshold_rule(spec, detector)
+            threshold = float(c.compute(rule.resolve(staged["score"])).result())
+            stage_seconds["threshold"] = time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            flagged = flag(staged, threshold)
+            if spec.explain is not None:
+                from adp.detect.explain import explain_flagged
+
+                flagged = explain_flagged(ddf, flagged, detector, spec.explain.top_k)
+            drop = [col for col in eval_columns if col not in source.key]
+            final = staging.path("final")
+            label = spec.evaluate.label if spec.evaluate else None
+            kind = spec.evaluate.kind if spec.evaluate else None
+            tasks = [
+                dask.delayed(_finish_partition)(
+                    part,
+                    f"{final}/part.{i:05d}.parquet",
+                    drop,
+                    label,
+                    kind,
+                    output.storage_options,
+                )
+                for i, part in enumerate(flagged.to_delayed())
+            ]
+            make_folder(final, output.storage_options)
+            results = compute_with_progress(c, tasks, "flag", console=console, show=show_progress)
+            stage_seconds["flag"] = time.perf_counter() - t0
+
+            parts = [written for written, _ in results]
+            evaluation = (
+                Evaluation.combine(e for _, e in results if e is not None) if label else None
+            )
+            anomalies = sum(p.anomalies or 0 for p in parts)
+            wall = time.perf_counter() - started
+            manifest = manifest_for(
+                parts,
+                job=spec.name,
+                detector=detector.name,
+                params=detector.get_params(),
+                features=detector.features_,
+                threshold=threshold,
+                anomalies=anomalies,
+                source=source.uri,
+                created=pd.Timestamp.now(tz="UTC").isoformat(),
+            )
+            staging.commit(final, manifest)
+
+    return JobResult(
+        name=spec.name,
+        output_uri=output.uri,
+        rows=sum(p.rows for p in parts),
+        partitions=len(parts),
+        workers=workers,
+        anomalies=anomalies,
+        threshold=threshold,
+        detector=detector.name,
+        features=list(detector.features_),
+        fit_rows=detector.n_samples_fit_,
+        wall_seconds=wall,
+        stage_seconds=stage_seconds,
+        evaluation=evaluation,
+    )
