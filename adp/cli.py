@@ -36,7 +36,7 @@ class LazyGroup(click.Group):
                 command = getattr(importlib.import_module(module_name), attr)
             except (ImportError, AttributeError) as exc:  # pragma: no cover - packaging error
                 raise click.ClickException(f"'adp {name}' is not available: {exc}") from exc
-            return command  # type: ignore[no-any-return]
+            return command
         return super().get_command(ctx, name)
 
 

@@ -56,7 +56,7 @@ def _day(day: int, start: pd.Timestamp, sensors: int, seed: int) -> pd.DataFrame
         sigma = values.std(axis=0)
 
         for _ in range(rng.poisson(1.2)):  # spikes
-            i, c = rng.integers(n), rng.integers(4)
+            i, c = int(rng.integers(n)), int(rng.integers(4))
             values[i, c] += rng.choice([-1, 1]) * rng.uniform(6, 10) * sigma[c]
             kind[i] = "spike"
         if rng.random() < 0.15:  # drift

@@ -1,0 +1,227 @@
+"""Batch jobs: spec validation, ``adp run`` in a subprocess, safe outputs, worker loss."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from adp.errors import DataError, OutputExistsError, SpecError
+from adp.jobs.runner import run_job
+from adp.jobs.spec import JobSpec
+
+ADP = [sys.executable, "-m", "adp.cli"]
+
+
+def _lake(folder: Path, files: int = 4, rows: int = 500, seed: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(files):
+        df = pd.DataFrame(rng.normal(size=(rows, 3)), columns=["a", "b", "c"])
+        df["sensor_id"] = f"s{i}"
+        df["seq"] = np.arange(rows)
+        df["label"] = (rng.random(rows) < 0.02).astype("int64")
+        for row in np.flatnonzero(df["label"].to_numpy()):  # a jump in one random channel
+            df.iloc[row, rng.integers(3)] += rng.choice([-1, 1]) * rng.uniform(6, 10)
+        df.to_parquet(folder / f"part-{i}.parquet", index=False)
+    return folder
+
+
+def _spec(lake: Path, out: Path, **overrides) -> dict:
+    spec = {
+        "name": "test-job",
+        "source": {"uri": str(lake), "exclude": ["label"], "key": ["sensor_id", "seq"]},
+        "detector": {"name": "ecod", "params": {}},
+        "threshold": {"contamination": 0.05},
+        "output": {"uri": str(out)},
+        "evaluate": {"label": "label"},
+    }
+    spec.update(overrides)
+    return spec
+
+
+# --- spec validation --------------------------------------------------------------------
+
+
+def test_unknown_key_is_named_with_its_path(tmp_path) -> None:
+    data = _spec(tmp_path, tmp_path / "o")
+    data["detector"] = {"name": "hbos", "paramz": {}}
+    with pytest.raises(SpecError, match=r"detector\.paramz: unknown field"):
+        JobSpec.from_dict(data)
+
+
+def test_wrong_type_is_named_with_its_path(tmp_path) -> None:
+    data = _spec(tmp_path, tmp_path / "o", fit={"sample_rows": "many"})
+    with pytest.raises(SpecError, match=r"fit\.sample_rows"):
+        JobSpec.from_dict(data)
+
+
+def test_threshold_needs_one_rule(tmp_path) -> None:
+    data = _spec(tmp_path, tmp_path / "o", threshold={"contamination": 0.1, "score": 3})
+    with pytest.raises(SpecError, match="threshold"):
+        JobSpec.from_dict(data)
+
+
+def test_yaml_is_loaded_safely(tmp_path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text("source: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        JobSpec.from_yaml(path)
+
+
+def test_example_spec_from_the_issue_validates(tmp_path) -> None:
+    text = """
+source:    {uri: data/lake/, format: parquet, features: [f0, f1], exclude: [label],
+            key: [sensor_id, ts]}
+detector:  {name: isolation_forest, params: {n_estimators: 100, random_state: 0}}
+fit:       {sample_rows: 100000}
+threshold: {contamination: 0.05}
+output:    {uri: out/scores/, format: parquet}
+cluster:   {address: null, n_workers: 2, threads_per_worker: 1}
+"""
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    spec = JobSpec.from_yaml(path)
+    assert spec.source.features == ["f0", "f1"]
+    assert spec.detector is not None and spec.detector.params["n_estimators"] == 100
+
+
+# --- running jobs -----------------------------------------------------------------------
+
+
+def test_job_writes_every_row_once(client, tmp_path) -> None:
+    lake = _lake(tmp_path / "lake")
+    out = tmp_path / "out" / "scores"
+    result = run_job(JobSpec.from_dict(_spec(lake, out)), client=client, show_progress=False)
+    written = pd.read_parquet(out)
+    assert len(written) == result.rows == 2000
+    assert not written.duplicated(["sensor_id", "seq"]).any()
+    assert set(written.columns) == {"sensor_id", "seq", "score", "is_anomaly"}
+    assert written["is_anomaly"].sum() == result.anomalies == 100
+    e = result.evaluation
+    assert e is not None
+    assert e.true_positives + e.false_positives == result.anomalies
+    labels = pd.concat(pd.read_parquet(p) for p in lake.glob("*.parquet"))["label"]
+    assert e.true_positives + e.false_negatives == labels.sum()
+    assert e.recall > 0.8
+    assert (out / "_adp_manifest.json").exists()
+    assert not [p for p in out.parent.iterdir() if "staging" in p.name]
+
+
+def test_existing_output_is_refused_before_any_work(client, tmp_path) -> None:
+    lake = _lake(tmp_path / "lake")
+    out = tmp_path / "scores"
+    out.mkdir()
+    (out / "precious.parquet").write_bytes(b"keep me")
+    with pytest.raises(OutputExistsError, match="overwrite"):
+        run_job(JobSpec.from_dict(_spec(lake, out)), client=client, show_progress=False)
+    assert (out / "precious.parquet").read_bytes() == b"keep me"
+
+
+def test_overwrite_replaces_the_dataset(client, tmp_path) -> None:
+    lake = _lake(tmp_path / "lake")
+    out = tmp_path / "scores"
+    out.mkdir()
+    (out / "old.parquet").write_bytes(b"old")
+    spec = _spec(lake, out)
+    spec["output"]["mode"] = "overwrite"
+    run_job(JobSpec.from_dict(spec), client=client, show_progress=False)
+    assert not (out / "old.parquet").exists()
+    assert len(pd.read_parquet(out)) == 2000
+
+
+def test_failed_job_leaves_nothing_half_written(client, tmp_path) -> None:
+    lake = _lake(tmp_path / "lake")
+    bad = pd.read_parquet(lake / "part-2.parquet")
+    bad.loc[10, "b"] = np.nan
+    bad.to_parquet(lake / "part-2.parquet", index=False)
+    out = tmp_path / "out" / "scores"
+    spec = _spec(lake, out, fit={"sample_rows": 100})  # the sample may miss the NaN
+    with pytest.raises(DataError, match=r"'b': 1"):
+        run_job(JobSpec.from_dict(spec), client=client, show_progress=False)
+    assert not out.exists()
+    assert not list((tmp_path / "out").iterdir())  # no staging folder left either
+
+
+def test_adp_run_cli_succeeds_and_prints_the_summary(client, tmp_path) -> None:
+    lake = _lake(tmp_path / "lake")
+    out = tmp_path / "scores"
+    job = tmp_path / "job.yaml"
+    spec = _spec(lake, out, cluster={"n_workers": 2, "threads_per_worker": 1})
+    job.write_text(yaml.safe_dump(spec))
+    proc = subprocess.run(
+        [
+            *ADP,
+            "run",
+            str(job),
+            "--scheduler",
+            client.scheduler.address,
+            "--report",
+            str(tmp_path / "r.html"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for word in ("rows", "2,000", "partitions", "workers", "anomalies flagged", "precision"):
+        assert word in proc.stdout
+    assert len(pd.read_parquet(out)) == 2000
+    page = (tmp_path / "r.html").read_text()
+    assert "<svg" in page and "Top" in page
+
+
+def test_adp_run_cli_reports_spec_errors(tmp_path) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({"source": {"uri": "x", "colour": "red"}}))
+    proc = subprocess.run([*ADP, "run", str(job)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "source.colour: unknown field" in proc.stderr
+
+
+@pytest.mark.slow
+def test_killed_worker_costs_time_not_rows(tmp_path) -> None:
+    """Kill one of three worker processes mid-job: every input row is written once."""
+    from distributed import Client, LocalCluster
+
+    lake = _lake(tmp_path / "lake", files=24, rows=1000)
+    out = tmp_path / "scores"
+    spec = JobSpec.from_dict(
+        _spec(lake, out, detector={"name": "knn", "params": {"n_neighbors": 20}})
+    )
+    with (
+        LocalCluster(n_workers=3, threads_per_worker=1, processes=True) as cluster,
+        Client(cluster) as c,
+    ):
+        pids = c.run(os.getpid)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                run_job(spec, client=c, show_progress=False)
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        deadline = time.time() + 120
+        victim = next(iter(pids.values()))
+        while time.time() < deadline:  # wait until the first scored partitions are staged
+            if list(tmp_path.glob(".scores.adp-staging-*/raw/part.*")):
+                break
+            time.sleep(0.05)
+        os.kill(victim, signal.SIGKILL)
+        thread.join(timeout=300)
+        assert not errors, errors
+    written = pd.read_parquet(out)
+    assert len(written) == 24_000
+    assert not written.duplicated(["sensor_id", "seq"]).any()

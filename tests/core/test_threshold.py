@@ -1,0 +1,61 @@
+"""The exact global threshold: the k-th largest score, found in bounded passes."""
+
+from __future__ import annotations
+
+import math
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+
+from adp.detect.threshold import Contamination, kth_largest
+from adp.errors import ConfigError, DataError
+
+
+def _series(values: np.ndarray, npartitions: int) -> dd.Series:
+    return dd.from_pandas(pd.Series(values, name="score"), npartitions=npartitions)
+
+
+def _expected(values: np.ndarray, fraction: float) -> float:
+    k = max(1, math.ceil(fraction * len(values) - 1e-9))
+    return float(np.sort(values)[::-1][k - 1])
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.random.default_rng(0).normal(size=10_001),
+        np.random.default_rng(1).exponential(size=5000) ** 3,  # long tail: most in one bin
+        np.round(np.random.default_rng(2).normal(size=8000), 1),  # heavy ties
+        np.r_[np.zeros(5000), np.ones(3)],
+    ],
+    ids=["normal", "long-tail", "ties", "mostly-equal"],
+)
+@pytest.mark.parametrize("fraction", [0.001, 0.05, 0.5])
+def test_kth_largest_is_exact(values, fraction) -> None:
+    got = dask.compute(kth_largest(_series(values, 9), fraction, bins=64), scheduler="sync")[0]
+    assert got == _expected(values, fraction)
+
+
+def test_all_equal_scores() -> None:
+    got = kth_largest(_series(np.full(100, 2.5), 4), 0.1).compute(scheduler="sync")
+    assert got == 2.5
+
+
+def test_empty_dataset_is_an_error() -> None:
+    with pytest.raises(DataError, match="empty"):
+        kth_largest(_series(np.array([], dtype=float), 1), 0.1).compute(scheduler="sync")
+
+
+def test_non_finite_scores_are_an_error() -> None:
+    with pytest.raises(DataError, match="NaN or infinite"):
+        kth_largest(_series(np.array([1.0, np.nan, 2.0]), 1), 0.1).compute(scheduler="sync")
+
+
+def test_contamination_range() -> None:
+    with pytest.raises(ConfigError):
+        Contamination(0.0)
+    with pytest.raises(ConfigError):
+        Contamination(0.7)
