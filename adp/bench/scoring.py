@@ -1,0 +1,150 @@
+"""``adp bench scoring``: ADP on 1 and 2 workers against single-process PyOD, in one run.
+
+All three read the same Parquet lake, fit the same detector on a sample of the same size and
+score every row. Single-process PyOD reads the lake with pandas and scores it with one
+``decision_function`` call (for ECOD and COPOD that call re-fits on training + scored
+rows, which is what PyOD users get). ADP runs on a fresh LocalCluster of worker processes
+with one thread each; every run fits a new model, so no task result is reused.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import pandas as pd
+
+FILE_ROWS = 125_000
+
+
+@dataclass
+class Run:
+    """One measured configuration."""
+
+    seconds: float
+    rows_per_second: float
+    peak_rss_bytes: dict[str, int] = field(default_factory=dict)
+
+
+def _peak_rss() -> int:
+    """Peak resident memory of this process (VmHWM; ru_maxrss as a fallback)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def make_lake(rows: int, features: int, folder: Path, seed: int = 0) -> Path:
+    """Write (or reuse) a lake of ``rows`` x ``features`` float64 with 1% outliers."""
+    target = folder / f"{rows}x{features}"
+    marker = target / "_complete"
+    if marker.exists():
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i, start in enumerate(range(0, rows, FILE_ROWS)):
+        n = min(FILE_ROWS, rows - start)
+        X = rng.normal(size=(n, features))
+        X[rng.random(n) < 0.01] += rng.normal(0, 6, size=features)
+        frame = pd.DataFrame(X, columns=[f"f{j}" for j in range(features)])
+        frame.to_parquet(target / f"part.{i:05d}.parquet", index=False)
+    marker.touch()
+    return target
+
+
+def run_pyod(lake: Path, detector: str, sample_rows: int, seed: int = 0) -> Run:
+    """Single-process PyOD: pandas reads the lake, fits a sample, scores every row."""
+    from adp.detect.registry import detector_info
+
+    started = time.perf_counter()
+    X = pd.read_parquet(lake).to_numpy(dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    sample = X[np.sort(rng.choice(len(X), size=min(sample_rows, len(X)), replace=False))]
+    model = detector_info(detector).build({}, 0.1)
+    model.fit(sample)
+    scores = model.decision_function(X)
+    np.sum(scores >= np.quantile(scores, 0.9))
+    seconds = time.perf_counter() - started
+    return Run(seconds, len(X) / seconds, {"process": _peak_rss()})
+
+
+def run_adp(lake: Path, detector: str, sample_rows: int, workers: int, seed: int = 0) -> Run:
+    """ADP on a fresh LocalCluster: fit on a sample, score, threshold globally."""
+    import adp
+
+    with adp.connect(n_workers=workers, threads_per_worker=1, install_plugins=False) as client:
+        client.run(lambda: None)  # workers up
+        warm = adp.create_detector(detector).fit(adp.read(str(lake)), sample_rows=1000)
+        del warm  # imports and JIT compiled on every worker before timing
+        started = time.perf_counter()
+        ddf = adp.read(str(lake))
+        det = adp.create_detector(detector).fit(ddf, sample_rows=sample_rows, random_state=seed)
+        flagged = int(det.score(ddf)["is_anomaly"].sum().compute())
+        seconds = time.perf_counter() - started
+        assert flagged > 0
+        rows = det.n_rows_seen_
+        rss = client.run(_peak_rss)
+    peaks = {f"worker-{i}": v for i, v in enumerate(rss.values())}
+    peaks["client"] = _peak_rss()
+    return Run(seconds, rows / seconds, peaks)
+
+
+def bench_scoring(
+    rows: int,
+    features: int,
+    detector: str,
+    workers: tuple[int, ...] = (1, 2),
+    sample_rows: int = 100_000,
+    data_dir: Path = Path("data/bench"),
+) -> dict[str, Any]:
+    """Measure single-process PyOD and ADP with each worker count, in one run."""
+    lake = make_lake(rows, features, data_dir)
+    result: dict[str, Any] = {"rows": rows, "features": features, "detector": detector}
+    pyod = run_pyod(lake, detector, sample_rows)
+    result["pyod"] = asdict(pyod)
+    adp_runs = {w: run_adp(lake, detector, sample_rows, w) for w in workers}
+    for w, run in adp_runs.items():
+        result[f"adp_{w}_workers"] = asdict(run)
+    best = adp_runs[max(workers)]
+    result["speedup_vs_pyod"] = round(pyod.seconds / best.seconds, 3)
+    if 1 in adp_runs and 2 in adp_runs:
+        result["scaling_2_vs_1"] = round(adp_runs[1].seconds / adp_runs[2].seconds, 3)
+    return result
+
+
+@click.command("scoring")
+@click.option("--rows", default=2_000_000, show_default=True)
+@click.option("--features", default=20, show_default=True)
+@click.option("--detector", default="isolation_forest", show_default=True)
+@click.option("--workers", default="1,2", show_default=True, help="Comma-separated counts.")
+@click.option("--sample-rows", default=100_000, show_default=True)
+@click.option(
+    "--data-dir", default="data/bench", show_default=True, type=click.Path(path_type=Path)
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def scoring(
+    rows: int,
+    features: int,
+    detector: str,
+    workers: str,
+    sample_rows: int,
+    data_dir: Path,
+    as_json: bool,
+) -> None:
+    """Throughput of ADP (1 and 2 workers) against single-process PyOD."""
+    counts = tuple(int(w) for w in workers.split(","))
+    result = bench_scoring(rows, features, detector, counts, sample_rows, data_dir)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(json.dumps(result, indent=2))
