@@ -120,7 +120,7 @@ def _threshold_rule(spec: JobSpec, detector: Detector) -> Threshold:
     if t.score is not None:
         return from_spec(score=t.score)
     if t.contamination is not None:
-        return from_spec(contamination=t.contamination)  # type: ignore[arg-type]
+        return from_spec(contamination=t.contamination)
     return detector.threshold_rule(None)
 
 
