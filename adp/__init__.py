@@ -27,9 +27,15 @@ _EXPORTS = {
     "JobSpec": "adp.jobs.spec",
     "run_job": "adp.jobs.runner",
     "settings": "adp.config",
+    "profile": "adp.io.profile",
+    "to_xarray": "adp.io.arrays_out",
+    "search": "adp.search.api",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+# Subpackages reachable as attributes without importing them first (``adp.models.list()``).
+_SUBMODULES = ("models",)
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 
 if TYPE_CHECKING:  # pragma: no cover
     from adp.cluster import connect as connect
@@ -38,12 +44,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from adp.detect.detector import create_detector as create_detector
     from adp.detect.threshold import Contamination as Contamination
     from adp.detect.threshold import FixedScore as FixedScore
+    from adp.io.arrays_out import to_xarray as to_xarray
+    from adp.io.profile import profile as profile
     from adp.io.read import read as read
     from adp.jobs.runner import run_job as run_job
     from adp.jobs.spec import JobSpec as JobSpec
+    from adp.search.api import search as search
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"adp.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'adp' has no attribute {name!r}")

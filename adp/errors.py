@@ -46,3 +46,11 @@ class AuditError(AdpError, RuntimeError):
 
 class AuditVerificationError(AuditError):
     """The audit trail fails verification; the message names the first bad sequence number."""
+
+
+class ModelNotFoundError(AdpError, LookupError):
+    """No registered model matches a name, version or stage; the message lists what exists."""
+
+
+class ModelIntegrityError(AdpError, ValueError):
+    """A model artifact does not match the SHA-256 the registry recorded; it is not loaded."""

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from dask.delayed import Delayed
 
 from adp.errors import OutputExistsError
-from adp.io.paths import check_allowed, is_local, local_path
+from adp.io.paths import check_allowed, check_storage_options, is_local, local_path
 
 MANIFEST = "_adp_manifest.json"
 Mode = Literal["error", "overwrite"]
@@ -99,6 +99,7 @@ def check_target(uri: str, mode: Mode, storage_options: dict[str, Any] | None = 
         Naming the location and the fix.
     """
     check_allowed(uri)
+    check_storage_options(storage_options)
     if mode != "overwrite" and _exists(uri, storage_options):
         raise OutputExistsError(
             f"output {uri!r} already holds data; choose another location or set "
@@ -140,17 +141,22 @@ class Staging:
         return fsspec.core.url_to_fs(self.root, **(self.storage_options or {}))[0]
 
     def commit(self, data_folder: str, manifest: dict[str, Any]) -> None:
-        """Write the manifest into ``data_folder`` and move it to the output location."""
+        """Move ``data_folder`` to the output location; the manifest is written last."""
         check_target(self.uri, self.mode, self.storage_options)
         fs = self._fs()
-        with fs.open(f"{data_folder}/{MANIFEST}", "w") as f:
-            json.dump(manifest, f, indent=2, default=str)
         if is_local(self.uri):
+            with fs.open(f"{data_folder}/{MANIFEST}", "w") as f:
+                json.dump(manifest, f, indent=2, default=str)
             _replace_local(local_path(data_folder), local_path(self.uri))
         else:
+            # Object stores have no rename and no folder objects: copy the data files,
+            # then write the manifest, which marks the dataset complete.
             if fs.exists(self.uri):
                 fs.rm(self.uri, recursive=True)
-            fs.mv(data_folder, self.uri, recursive=True)
+            for source in sorted(fs.find(data_folder)):
+                fs.copy(source, f"{self.uri}/{source.rsplit('/', 1)[-1]}")
+            with fs.open(f"{self.uri}/{MANIFEST}", "w") as f:
+                json.dump(manifest, f, indent=2, default=str)
         self.committed = True
 
     def cleanup(self) -> None:

@@ -133,6 +133,10 @@ def write_report(result: JobResult, path: str | Path, spec: ReportSpec | None = 
         + "</table>",
         "<h2>Scores</h2>" + _histogram_figure(scored, result.threshold),
     ]
+    if result.profile is not None:
+        sections.insert(
+            1, f"<h2>Data quality</h2><pre>{html.escape(result.profile.render())}</pre>"
+        )
     if spec.time and spec.group:
         counts = scored[scored["is_anomaly"]][spec.group].value_counts().nlargest(spec.series)
         groups = list(counts.compute().index)

@@ -15,6 +15,7 @@ A failure at any stage leaves the output location as it was.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,9 +27,12 @@ import pandas as pd
 from distributed import Client
 from rich.console import Console
 
+from adp.config import settings
 from adp.detect.detector import Detector, create_detector
 from adp.detect.features import resolve_features
 from adp.detect.threshold import Threshold, flag, from_spec
+from adp.errors import OutputExistsError
+from adp.io.profile import DataProfile, profile
 from adp.io.read import read
 from adp.io.sinks import (
     Staging,
@@ -39,6 +43,8 @@ from adp.io.sinks import (
     write_part,
     write_partitions,
 )
+from adp.io.sql_write import write_table
+from adp.io.validate import apply_missing_policy
 from adp.jobs.evaluation import Evaluation, evaluate_partition
 from adp.jobs.progress import compute_with_progress
 from adp.jobs.spec import JobSpec, OutputSpec
@@ -61,6 +67,7 @@ class JobResult:
     wall_seconds: float
     stage_seconds: dict[str, float] = field(default_factory=dict)
     evaluation: Evaluation | None = None
+    profile: DataProfile | None = None
     report_path: str | None = None
 
     @property
@@ -101,7 +108,27 @@ def _pin_partitions(ddf: dd.DataFrame) -> dd.DataFrame:
     tasks, the pinned frame has one partitioning that every stage (sample, score, explain)
     shares, and the staged scores align with the source partition by partition.
     """
-    return dd.from_delayed(ddf.to_delayed(), meta=ddf._meta, verify_meta=False)
+    divisions = ddf.divisions if ddf.known_divisions else None
+    return dd.from_delayed(ddf.to_delayed(), meta=ddf._meta, divisions=divisions, verify_meta=False)
+
+
+def _check_table_target(url: str, table: str, mode: str) -> None:
+    """Refuse, before any work, to write into an existing table unless told how."""
+    import sqlalchemy as sa
+
+    from adp.io.sqlbase import check_identifier, engine_for
+
+    check_identifier(table)
+    engine = engine_for(url)
+    try:
+        exists = sa.inspect(engine).has_table(table)
+    finally:
+        engine.dispose()
+    if exists and mode == "error":
+        raise OutputExistsError(
+            f"table {table!r} already exists at the output database; set output.mode to "
+            "'upsert' (merge on the key) or 'overwrite' (replace it)"
+        )
 
 
 def _build_detector(spec: JobSpec) -> Detector:
@@ -177,7 +204,10 @@ def run_job(
     output: OutputSpec = spec.output
     started = time.perf_counter()
     stage_seconds: dict[str, float] = {}
-    check_target(output.uri, output.mode, output.storage_options)
+    if output.table is not None:
+        _check_table_target(output.uri, output.table, output.mode)
+    else:
+        check_target(output.uri, output.mode, output.storage_options)  # type: ignore[arg-type]
     source = spec.source
     with _client_for(spec, scheduler, client) as c:
         workers = len(c.scheduler_info(n_workers=-1)["workers"])
@@ -198,6 +228,12 @@ def run_job(
         )
         carry = [*source.key, *[col for col in eval_columns if col not in source.key]]
         ddf = _pin_partitions(ddf[list(dict.fromkeys([*features, *carry]))])
+        data_profile = None
+        if spec.profile:
+            t0 = time.perf_counter()
+            data_profile = profile(ddf, source=source.uri, storage_options=source.storage_options)
+            stage_seconds["profile"] = time.perf_counter() - t0
+        ddf, _medians = apply_missing_policy(ddf, features, source.missing)
 
         t0 = time.perf_counter()
         detector = _build_detector(spec)
@@ -212,7 +248,11 @@ def run_job(
         stage_seconds["fit"] = time.perf_counter() - t0
 
         raw = detector.decision_function(ddf, key=carry)
-        staging = Staging(output.uri, output.mode, output.storage_options)
+        if output.table is None:
+            staging = Staging(output.uri, output.mode, output.storage_options)  # type: ignore[arg-type]
+        else:  # scores are staged locally, then written to the table
+            local = settings().state_dir / "staging" / f"{spec.name}-{uuid.uuid4().hex[:8]}"
+            staging = Staging(str(local), "overwrite")
         with staging.session():
             t0 = time.perf_counter()
             raw_parts: list[WrittenPart] = compute_with_progress(
@@ -276,7 +316,15 @@ def run_job(
                 source=source.uri,
                 created=pd.Timestamp.now(tz="UTC").isoformat(),
             )
-            staging.commit(final, manifest)
+            if output.table is None:
+                staging.commit(final, manifest)
+            else:
+                t0 = time.perf_counter()
+                staged_final = dd.read_parquet([p.path for p in parts])
+                write_table(
+                    staged_final, output.uri, output.table, key=source.key, mode=output.mode
+                )
+                stage_seconds["table"] = time.perf_counter() - t0
 
     return JobResult(
         name=spec.name,
@@ -292,4 +340,5 @@ def run_job(
         wall_seconds=wall,
         stage_seconds=stage_seconds,
         evaluation=evaluation,
+        profile=data_profile,
     )

@@ -87,13 +87,24 @@ class ExplainSpec(_Spec):
 
 
 class OutputSpec(_Spec):
-    """Where the scored rows go; written to a staging location and committed at the end."""
+    """Where the scored rows go; written to a staging location and committed at the end.
+
+    A lake location (``uri``: folder, local or ``s3://``) receives a Parquet dataset; a
+    database URL with ``table`` receives a table, written idempotently (``upsert`` merges
+    on the source key, so a re-run neither duplicates nor loses rows).
+    """
 
     uri: str
     format: Literal["parquet"] = "parquet"
-    mode: Literal["error", "overwrite"] = "error"
+    mode: Literal["error", "overwrite", "upsert"] = "error"
     table: str | None = None
     storage_options: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _table_modes(self) -> OutputSpec:
+        if self.mode == "upsert" and self.table is None:
+            raise ValueError("mode 'upsert' needs a database output ('table')")
+        return self
 
 
 class ClusterSpec(_Spec):
@@ -169,6 +180,7 @@ class JobSpec(_Spec):
     evaluate: EvaluateSpec | None = None
     report: ReportSpec | None = None
     search: SearchSpec | None = None
+    profile: bool = Field(True, description="profile the data (one extra pass) for the summary")
 
     @model_validator(mode="after")
     def _runnable(self) -> JobSpec:

@@ -27,6 +27,8 @@ def print_summary(result: JobResult, console: Console | None = None) -> None:
         kinds = ", ".join(f"{k} {v:.2f}" for k, v in e.recall_by_kind().items())
         if kinds:
             table.add_row("recall by kind", kinds)
+    if result.profile is not None:
+        table.add_row("data quality", result.profile.render())
     table.add_row("output", result.output_uri)
     if result.report_path:
         table.add_row("report", result.report_path)

@@ -1,0 +1,140 @@
+"""Parquet footers, read on the workers: per-file schemas, row counts and corrupt files.
+
+Only each file's footer is read (a few KiB at its end), one task per batch of files, so a
+lake of thousands of files is checked in parallel without reading its data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import fsspec
+import pyarrow.parquet as pq
+from dask.delayed import Delayed
+
+from adp.errors import DataError
+
+_BATCH = 32
+
+
+@dataclass(frozen=True)
+class FileFooter:
+    """What a Parquet file's footer says, or why it could not be read."""
+
+    path: str
+    columns: dict[str, str] = field(default_factory=dict)
+    rows: int = 0
+    row_groups: int = 0
+    error: str | None = None
+
+
+def _read_batch(fs: Any, paths: list[str]) -> list[FileFooter]:
+    out = []
+    for path in paths:
+        try:
+            with fs.open(path, "rb") as f:
+                parquet = pq.ParquetFile(f)
+                schema = parquet.schema_arrow
+                meta = parquet.metadata
+                columns = {
+                    name: str(schema.field(name).type)
+                    for name in schema.names
+                    if not name.startswith("__index_level_")
+                }
+                out.append(FileFooter(path, columns, meta.num_rows, meta.num_row_groups))
+        except Exception as exc:  # every failure is reported, naming the file
+            out.append(FileFooter(path, error=f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+def footer_tasks(fs: fsspec.AbstractFileSystem, paths: list[str]) -> list[Delayed]:
+    """Lazy tasks reading the footers of ``paths``, one per batch of files; each computes
+    to a list of :class:`FileFooter`."""
+    batches = [paths[i : i + _BATCH] for i in range(0, len(paths), _BATCH)]
+    return [dask.delayed(_read_batch, pure=False)(fs, batch) for batch in batches]
+
+
+def read_footers(fs: fsspec.AbstractFileSystem, paths: list[str]) -> list[FileFooter]:
+    """Read the footer of every file in ``paths`` on the workers (or locally without a
+    cluster), in order."""
+    results = dask.compute(*footer_tasks(fs, paths))
+    return [footer for batch in results for footer in batch]
+
+
+@dataclass(frozen=True)
+class SchemaDifference:
+    """A file whose schema differs from the reference (the first file)."""
+
+    path: str
+    missing: list[str]
+    extra: list[str]
+    changed: dict[str, tuple[str, str]]
+
+    def describe(self) -> str:
+        parts = []
+        if self.missing:
+            parts.append(f"lacks columns {self.missing}")
+        if self.extra:
+            parts.append(f"has extra columns {self.extra}")
+        if self.changed:
+            parts.append(
+                "changes types "
+                + ", ".join(f"{c}: {a} -> {b}" for c, (a, b) in sorted(self.changed.items()))
+            )
+        return f"{self.path} " + "; ".join(parts)
+
+
+def schema_differences(
+    footers: list[FileFooter], columns: list[str] | None = None
+) -> list[SchemaDifference]:
+    """Files whose schema differs from the first readable file's, on ``columns`` if given."""
+    readable = [f for f in footers if f.error is None]
+    if not readable:
+        return []
+
+    def restrict(schema: dict[str, str]) -> dict[str, str]:
+        return {c: t for c, t in schema.items() if columns is None or c in columns}
+
+    reference = restrict(readable[0].columns)
+    diffs = []
+    for footer in readable[1:]:
+        schema = restrict(footer.columns)
+        missing = [c for c in reference if c not in schema]
+        extra = [c for c in schema if c not in reference]
+        changed = {
+            c: (reference[c], schema[c])
+            for c in reference
+            if c in schema and reference[c] != schema[c]
+        }
+        if missing or extra or changed:
+            diffs.append(SchemaDifference(footer.path, missing, extra, changed))
+    return diffs
+
+
+def check_footers(footers: list[FileFooter], uri: str, columns: list[str] | None = None) -> None:
+    """Raise :class:`~adp.errors.DataError` naming corrupt files or schema drift.
+
+    Raises
+    ------
+    adp.errors.DataError
+        For the first unreadable file (and how many there are), or for files whose schema
+        differs from the first file's, naming each file and the columns at fault.
+    """
+    bad = [f for f in footers if f.error is not None]
+    if bad:
+        more = f" (and {len(bad) - 1} more unreadable files)" if len(bad) > 1 else ""
+        raise DataError(
+            f"Parquet file {bad[0].path!r} in {uri!r} is corrupt or truncated: "
+            f"{(bad[0].error or '').rstrip('.')}{more}. Remove or rewrite it"
+        )
+    diffs = schema_differences(footers, columns)
+    if diffs:
+        reference = next(f.path for f in footers)
+        shown = "; ".join(d.describe() for d in diffs[:5])
+        more = f" (and {len(diffs) - 5} more files)" if len(diffs) > 5 else ""
+        raise DataError(
+            f"schema drift in {uri!r}: compared with {reference!r}, {shown}{more}. Rewrite "
+            "the files to one schema, or read only the columns they share with columns=[...]"
+        )

@@ -1,0 +1,211 @@
+"""``adp.profile``: a dataset's quality in one parallel pass.
+
+Each partition is summarised on a worker (rows; per column: nulls, non-finite values,
+smallest and largest value or a couple of distinct values); the client merges the small
+summaries. For a Parquet source, the files' footers are also compared (schemas only,
+no data read) to report schema differences between files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+from dask.delayed import Delayed
+
+from adp.io.footers import footer_tasks, schema_differences
+
+
+@dataclass(frozen=True)
+class ColumnProfile:
+    """Quality figures of one column."""
+
+    name: str
+    dtype: str
+    nulls: int
+    non_finite: int
+    constant: bool
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class DataProfile:
+    """The profile of a dataset; see :func:`profile`.
+
+    Attributes
+    ----------
+    rows : int
+        Rows in the dataset.
+    partitions : int
+        Partitions scanned.
+    empty_partitions : list of int
+        Numbers of the partitions without rows.
+    columns : list of ColumnProfile
+        One per column, in order.
+    files : int
+        Parquet files whose footers were compared (0 when no source was given).
+    schema_differences : list of str
+        One line per file whose schema differs from the first file's.
+    unreadable_files : dict
+        File -> error, for files whose footer could not be read.
+    """
+
+    rows: int
+    partitions: int
+    empty_partitions: list[int]
+    columns: list[ColumnProfile]
+    files: int = 0
+    schema_differences: list[str] = field(default_factory=list)
+    unreadable_files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def constant_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.constant]
+
+    @property
+    def dtypes(self) -> dict[str, str]:
+        return {c.name: c.dtype for c in self.columns}
+
+    def column(self, name: str) -> ColumnProfile:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dictionary (for the job summary)."""
+        out = asdict(self)
+        out["constant_columns"] = self.constant_columns
+        return out
+
+    def render(self) -> str:
+        """A short plain-text rendering, one line per column with a problem."""
+        lines = [
+            f"{self.rows} rows in {self.partitions} partitions"
+            + (f" ({len(self.empty_partitions)} empty)" if self.empty_partitions else "")
+            + f", {len(self.columns)} columns"
+        ]
+        for c in self.columns:
+            problems = []
+            if c.nulls:
+                problems.append(f"{c.nulls} nulls")
+            if c.non_finite:
+                problems.append(f"{c.non_finite} non-finite")
+            if c.constant:
+                problems.append("constant")
+            if c.nulls == self.rows and self.rows:
+                problems.append("all missing")
+            if problems:
+                lines.append(f"  {c.name} ({c.dtype}): " + ", ".join(problems))
+        if self.files:
+            lines.append(f"  {self.files} files, {len(self.schema_differences)} schema differences")
+        lines.extend(f"  schema: {d}" for d in self.schema_differences[:5])
+        lines.extend(f"  unreadable: {p}: {e}" for p, e in list(self.unreadable_files.items())[:5])
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def _summarise(part: pd.DataFrame) -> dict[str, Any]:
+    columns = {}
+    for name in part.columns:
+        series = part[name]
+        nulls = int(series.isna().sum())
+        entry: dict[str, Any] = {"nulls": nulls, "non_finite": 0, "min": None, "max": None}
+        if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(
+            series.dtype
+        ):
+            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            entry["non_finite"] = int(np.isinf(values).sum())
+            finite = values[np.isfinite(values)]
+            if finite.size:
+                entry["min"], entry["max"] = float(finite.min()), float(finite.max())
+        else:
+            distinct = series.dropna().drop_duplicates().head(2).tolist()
+            entry["distinct"] = distinct
+        columns[str(name)] = entry
+    return {"rows": len(part), "columns": columns}
+
+
+def _merge(
+    meta: pd.DataFrame, summaries: list[dict[str, Any]]
+) -> tuple[int, list[int], list[ColumnProfile]]:
+    rows = sum(s["rows"] for s in summaries)
+    empty = [i for i, s in enumerate(summaries) if s["rows"] == 0]
+    profiles = []
+    for name in meta.columns:
+        entries = [s["columns"][str(name)] for s in summaries if s["rows"]]
+        nulls = sum(e["nulls"] for e in entries)
+        non_finite = sum(e["non_finite"] for e in entries)
+        lows = [e["min"] for e in entries if e["min"] is not None]
+        highs = [e["max"] for e in entries if e["max"] is not None]
+        low = min(lows) if lows else None
+        high = max(highs) if highs else None
+        if any("distinct" in e for e in entries):
+            seen: list[Any] = []
+            for e in entries:
+                for value in e.get("distinct", []):
+                    if value not in seen:
+                        seen.append(value)
+            constant = len(seen) <= 1 and rows > 0
+        else:
+            constant = rows > 0 and (low is None or (low == high and not non_finite))
+        profiles.append(
+            ColumnProfile(str(name), str(meta.dtypes[name]), nulls, non_finite, constant, low, high)
+        )
+    return rows, empty, profiles
+
+
+def profile(
+    ddf: dd.DataFrame,
+    *,
+    source: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> DataProfile:
+    """Profile ``ddf`` in one parallel pass: rows, nulls, non-finite values, constant
+    columns, dtypes and (for a Parquet ``source``) schema differences between files.
+
+    Parameters
+    ----------
+    ddf : dask.dataframe.DataFrame
+        The dataset, as read.
+    source : str, optional
+        The Parquet dataset ``ddf`` was read from; its files' footers are compared.
+    storage_options : dict, optional
+        fsspec options for a remote ``source``.
+
+    Returns
+    -------
+    DataProfile
+        With ``to_dict()`` for the job summary and ``render()`` for people.
+    """
+    tasks = [dask.delayed(_summarise)(part) for part in ddf.to_delayed()]
+    batches: list[Delayed] = []
+    if source is not None:
+        from adp.io.lake import data_files, infer_format
+        from adp.io.read import source_kind
+
+        if source_kind(source) == "lake" and infer_format(source, storage_options) == "parquet":
+            import fsspec
+
+            fs, _ = fsspec.core.url_to_fs(source, **(storage_options or {}))
+            batches = footer_tasks(fs, data_files(source, storage_options))
+    results = dask.compute(*tasks, *batches)  # one pass: partitions and footers together
+    summaries = list(results[: len(tasks)])
+    footers = [footer for batch in results[len(tasks) :] for footer in batch]
+    rows, empty, columns = _merge(ddf._meta, summaries)
+    return DataProfile(
+        rows=rows,
+        partitions=len(summaries),
+        empty_partitions=empty,
+        columns=columns,
+        files=len(footers),
+        schema_differences=[d.describe() for d in schema_differences(footers)],
+        unreadable_files={f.path: f.error for f in footers if f.error is not None},
+    )

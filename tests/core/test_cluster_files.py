@@ -1,0 +1,36 @@
+"""The deployment files parse and point at what ADP provides."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import yaml
+
+CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
+
+
+def _docs(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def test_manifests_parse_and_preload_adp_plugins() -> None:
+    kinds = {}
+    for path in sorted(CLUSTER.rglob("*.yaml")):
+        for doc in _docs(path):
+            kinds.setdefault(doc.get("kind", path.name), []).append(doc)
+    assert {"DaskCluster", "DaskAutoscaler", "DaskJob", "ServiceMonitor", "PrometheusRule"} <= set(
+        kinds
+    )
+    cluster = kinds["DaskCluster"][0]
+    args = cluster["spec"]["scheduler"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--preload") + 1] == "adp.observe.plugins"
+    config = yaml.safe_load((CLUSTER / "dask.yaml").read_text())
+    for module in config["distributed"]["scheduler"]["preload"]:
+        assert hasattr(importlib.import_module(module), "dask_setup")
+
+
+def test_alert_rules_use_adp_metric_names() -> None:
+    rules = _docs(CLUSTER / "monitoring" / "alerts.yaml")[0]["spec"]["groups"][0]["rules"]
+    for rule in rules:
+        assert "adp_" in rule["expr"] and "_total" in rule["expr"]
