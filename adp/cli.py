@@ -96,7 +96,9 @@ def _run_and_report(
     from adp.jobs.summary import print_summary
 
     console = Console(stderr=False)
-    result = run_job(spec, scheduler=scheduler, show_progress=progress, console=console)
+    result = run_job(
+        spec, scheduler=scheduler, show_progress=progress, console=console, origin="cli"
+    )
     if report_path is None and spec.report is not None:
         report_path = Path(spec.report.path or f"{spec.output.uri.rstrip('/')}.report.html")
     if report_path is not None:

@@ -4,11 +4,20 @@ shared benchmark datasets."""
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from distributed import Client
+# ADP's local state (audit log, model registry) goes to a scratch folder for the whole run,
+# in this process, in the cluster's workers and in every `adp` subprocess (they inherit
+# the environment), never into the repository.
+os.environ.setdefault("DASK_ADP__STATE_DIR", tempfile.mkdtemp(prefix="adp-test-state-"))
+
+import dask.config  # noqa: E402
+import pytest  # noqa: E402
+from distributed import Client  # noqa: E402
+
+dask.config.refresh()
 
 REPO = Path(__file__).resolve().parents[1]
 ODDS = REPO.parent / "shared" / "data" / "odds"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from distributed import Client, as_completed
@@ -17,13 +18,16 @@ def compute_with_progress(
     *,
     console: Console | None = None,
     show: bool = True,
+    annotate: Callable[[], Any] | None = None,
 ) -> list[Any]:
     """Compute dask collections on ``client``, one progress step per finished task.
 
     Results come back in the order of ``tasks``. The first failure cancels the rest and
-    is raised.
+    is raised. ``annotate`` returns a context manager (such as ``dask.annotate(...)``)
+    entered while the graph is submitted.
     """
-    futures = client.compute(list(tasks))
+    with annotate() if annotate else contextlib.nullcontext():
+        futures = client.compute(list(tasks))
     if not show:
         return list(client.gather(futures))
     columns = (

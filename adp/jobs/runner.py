@@ -48,6 +48,8 @@ from adp.io.validate import apply_missing_policy
 from adp.jobs.evaluation import Evaluation, evaluate_partition
 from adp.jobs.progress import compute_with_progress
 from adp.jobs.spec import JobSpec, OutputSpec
+from adp.observe.audit import AuditLog, audited
+from adp.observe.events import report_client
 
 
 @dataclass
@@ -175,6 +177,8 @@ def run_job(
     client: Client | None = None,
     show_progress: bool = True,
     console: Console | None = None,
+    audit_log: AuditLog | None = None,
+    origin: str = "api",
 ) -> JobResult:
     """Run a job spec: fit, score every partition, threshold globally, write atomically.
 
@@ -190,6 +194,10 @@ def run_job(
         Show a progress bar per stage.
     console : rich.console.Console, optional
         Where progress goes.
+    audit_log : AuditLog, optional
+        Where the job's audit records go; default the configured ``adp.audit.url``.
+    origin : str
+        Who started the job, for the audit trail (``"cli"`` or ``"api"``).
 
     Returns
     -------
@@ -198,133 +206,223 @@ def run_job(
     Raises
     ------
     adp.errors.OutputExistsError
-        Before any work, when the output holds data and ``output.mode`` is not overwrite.
+        Before any work, when the output holds data and ``output.mode`` does not allow
+        replacing or merging.
+    adp.errors.AuditError
+        When the job's audit records cannot be written: the job does not run (fail closed).
     """
     assert spec.output is not None, "run_job needs an output section"
     output: OutputSpec = spec.output
-    started = time.perf_counter()
-    stage_seconds: dict[str, float] = {}
     if output.table is not None:
         _check_table_target(output.uri, output.table, output.mode)
     else:
         check_target(output.uri, output.mode, output.storage_options)  # type: ignore[arg-type]
-    source = spec.source
+    log = audit_log or AuditLog()
+    job_id = uuid.uuid4().hex
+    audit = _JobAudit(log, job_id, origin)
+    log.append(
+        "job.submit",
+        action="submit",
+        resource=spec.source.uri,
+        job_id=job_id,
+        details={"name": spec.name, "output": output.uri},
+        source=origin,
+    )
     with _client_for(spec, scheduler, client) as c:
-        workers = len(c.scheduler_info(n_workers=-1)["workers"])
-        ddf = read(
-            source.uri,
-            format=source.format,
-            columns=source.columns,
-            storage_options=source.storage_options,
-            **source.options,
+        report_client(c, jobs_started=1)
+        try:
+            with audited(
+                log,
+                "job.run",
+                action="run",
+                resource=spec.source.uri,
+                job_id=job_id,
+                details={"name": spec.name},
+                source=origin,
+                client=c,
+            ):
+                result = _execute(spec, c, audit, show_progress=show_progress, console=console)
+        except BaseException:
+            report_client(c, jobs_failed=1)
+            raise
+        report_client(
+            c,
+            jobs_finished=1,
+            rows_read=result.rows,
+            fit_seconds=result.stage_seconds.get("fit", 0.0),
+            anomalies_flagged=result.anomalies,
         )
-        eval_columns = (
-            [col for col in (spec.evaluate.label, spec.evaluate.kind) if col]
-            if spec.evaluate
-            else []
+    return result
+
+
+@dataclass(frozen=True)
+class _JobAudit:
+    """The audit trail of one job: its log, id and origin."""
+
+    log: AuditLog
+    job_id: str
+    origin: str
+
+    def annotate(self) -> Any:
+        """Annotate the graphs submitted inside with the job id (the scheduler audits it)."""
+        return dask.annotate(adp_job_id=self.job_id)
+
+    def record(self, event_type: str, action: str, resource: str, **details: Any) -> None:
+        self.log.append(
+            event_type,
+            action=action,
+            resource=resource,
+            job_id=self.job_id,
+            details=details,
+            source=self.origin,
         )
-        features = resolve_features(
-            ddf, source.features, exclude=[*source.exclude, *eval_columns], key=source.key
+
+
+def _execute(
+    spec: JobSpec,
+    c: Client,
+    audit: _JobAudit,
+    *,
+    show_progress: bool,
+    console: Console | None,
+) -> JobResult:
+    assert spec.output is not None
+    output: OutputSpec = spec.output
+    started = time.perf_counter()
+    stage_seconds: dict[str, float] = {}
+    source = spec.source
+    workers = len(c.scheduler_info(n_workers=-1)["workers"])
+    ddf = read(
+        source.uri,
+        format=source.format,
+        columns=source.columns,
+        storage_options=source.storage_options,
+        **source.options,
+    )
+    eval_columns = (
+        [col for col in (spec.evaluate.label, spec.evaluate.kind) if col] if spec.evaluate else []
+    )
+    features = resolve_features(
+        ddf, source.features, exclude=[*source.exclude, *eval_columns], key=source.key
+    )
+    carry = [*source.key, *[col for col in eval_columns if col not in source.key]]
+    ddf = _pin_partitions(ddf[list(dict.fromkeys([*features, *carry]))])
+    data_profile = None
+    if spec.profile:
+        t0 = time.perf_counter()
+        data_profile = profile(ddf, source=source.uri, storage_options=source.storage_options)
+        stage_seconds["profile"] = time.perf_counter() - t0
+    ddf, _medians = apply_missing_policy(ddf, features, source.missing)
+
+    t0 = time.perf_counter()
+    detector = _build_detector(spec)
+    if not detector.is_fitted:
+        detector.fit(
+            ddf,
+            features,
+            sample_rows=spec.fit.sample_rows,
+            random_state=spec.fit.random_state,
+            key=source.key,
+            strategy=spec.fit.strategy,
         )
-        carry = [*source.key, *[col for col in eval_columns if col not in source.key]]
-        ddf = _pin_partitions(ddf[list(dict.fromkeys([*features, *carry]))])
-        data_profile = None
-        if spec.profile:
-            t0 = time.perf_counter()
-            data_profile = profile(ddf, source=source.uri, storage_options=source.storage_options)
-            stage_seconds["profile"] = time.perf_counter() - t0
-        ddf, _medians = apply_missing_policy(ddf, features, source.missing)
+    stage_seconds["fit"] = time.perf_counter() - t0
+
+    raw = detector.decision_function(ddf, key=carry)
+    if output.table is None:
+        staging = Staging(output.uri, output.mode, output.storage_options)  # type: ignore[arg-type]
+    else:  # scores are staged locally, then written to the table
+        local = settings().state_dir / "staging" / f"{spec.name}-{uuid.uuid4().hex[:8]}"
+        staging = Staging(str(local), "overwrite")
+    with staging.session():
+        t0 = time.perf_counter()
+        raw_parts: list[WrittenPart] = compute_with_progress(
+            c,
+            write_partitions(raw, staging.path("raw"), output.storage_options),
+            "score",
+            console=console,
+            show=show_progress,
+            annotate=audit.annotate,
+        )
+        stage_seconds["score"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        detector = _build_detector(spec)
-        if not detector.is_fitted:
-            detector.fit(
-                ddf,
-                features,
-                sample_rows=spec.fit.sample_rows,
-                random_state=spec.fit.random_state,
-                key=source.key,
-            )
-        stage_seconds["fit"] = time.perf_counter() - t0
+        staged = dd.from_delayed(
+            [dask.delayed(_read_staged)(p.path, output.storage_options) for p in raw_parts],
+            meta=raw._meta,
+            verify_meta=False,
+        )
+        rule = _threshold_rule(spec, detector)
+        resolved = rule.resolve(staged["score"])
+        with audit.annotate():
+            threshold = float(c.compute(resolved).result())
+        stage_seconds["threshold"] = time.perf_counter() - t0
 
-        raw = detector.decision_function(ddf, key=carry)
+        t0 = time.perf_counter()
+        flagged = flag(staged, threshold)
+        if spec.explain is not None:
+            from adp.detect.explain import explain_flagged
+
+            flagged = explain_flagged(ddf, flagged, detector, spec.explain.top_k)
+        drop = [col for col in eval_columns if col not in source.key]
+        final = staging.path("final")
+        label = spec.evaluate.label if spec.evaluate else None
+        kind = spec.evaluate.kind if spec.evaluate else None
+        tasks = [
+            dask.delayed(_finish_partition)(
+                part,
+                f"{final}/part.{i:05d}.parquet",
+                drop,
+                label,
+                kind,
+                output.storage_options,
+            )
+            for i, part in enumerate(flagged.to_delayed())
+        ]
+        make_folder(final, output.storage_options)
+        results = compute_with_progress(
+            c, tasks, "flag", console=console, show=show_progress, annotate=audit.annotate
+        )
+        audit.record(
+            "source.read",
+            "read",
+            source.uri,
+            rows=sum(p.rows for p, _ in results),
+            partitions=len(results),
+        )
+        stage_seconds["flag"] = time.perf_counter() - t0
+
+        parts = [written for written, _ in results]
+        evaluation = Evaluation.combine(e for _, e in results if e is not None) if label else None
+        anomalies = sum(p.anomalies or 0 for p in parts)
+        wall = time.perf_counter() - started
+        manifest = manifest_for(
+            parts,
+            job=spec.name,
+            detector=detector.name,
+            params=detector.get_params(),
+            features=detector.features_,
+            threshold=threshold,
+            anomalies=anomalies,
+            source=source.uri,
+            created=pd.Timestamp.now(tz="UTC").isoformat(),
+        )
+        audit.record(
+            "output.write", "write", output.uri, rows=manifest["rows"], anomalies=anomalies
+        )
         if output.table is None:
-            staging = Staging(output.uri, output.mode, output.storage_options)  # type: ignore[arg-type]
-        else:  # scores are staged locally, then written to the table
-            local = settings().state_dir / "staging" / f"{spec.name}-{uuid.uuid4().hex[:8]}"
-            staging = Staging(str(local), "overwrite")
-        with staging.session():
+            staging.commit(final, manifest)
+        else:
             t0 = time.perf_counter()
-            raw_parts: list[WrittenPart] = compute_with_progress(
-                c,
-                write_partitions(raw, staging.path("raw"), output.storage_options),
-                "score",
-                console=console,
-                show=show_progress,
+            staged_final = dd.read_parquet([p.path for p in parts])
+            index_key = [staged_final.index.name] if staged_final.index.name else []
+            write_table(
+                staged_final,
+                output.uri,
+                output.table,
+                key=source.key or index_key,
+                mode=output.mode,
             )
-            stage_seconds["score"] = time.perf_counter() - t0
-
-            t0 = time.perf_counter()
-            staged = dd.from_delayed(
-                [dask.delayed(_read_staged)(p.path, output.storage_options) for p in raw_parts],
-                meta=raw._meta,
-                verify_meta=False,
-            )
-            rule = _threshold_rule(spec, detector)
-            threshold = float(c.compute(rule.resolve(staged["score"])).result())
-            stage_seconds["threshold"] = time.perf_counter() - t0
-
-            t0 = time.perf_counter()
-            flagged = flag(staged, threshold)
-            if spec.explain is not None:
-                from adp.detect.explain import explain_flagged
-
-                flagged = explain_flagged(ddf, flagged, detector, spec.explain.top_k)
-            drop = [col for col in eval_columns if col not in source.key]
-            final = staging.path("final")
-            label = spec.evaluate.label if spec.evaluate else None
-            kind = spec.evaluate.kind if spec.evaluate else None
-            tasks = [
-                dask.delayed(_finish_partition)(
-                    part,
-                    f"{final}/part.{i:05d}.parquet",
-                    drop,
-                    label,
-                    kind,
-                    output.storage_options,
-                )
-                for i, part in enumerate(flagged.to_delayed())
-            ]
-            make_folder(final, output.storage_options)
-            results = compute_with_progress(c, tasks, "flag", console=console, show=show_progress)
-            stage_seconds["flag"] = time.perf_counter() - t0
-
-            parts = [written for written, _ in results]
-            evaluation = (
-                Evaluation.combine(e for _, e in results if e is not None) if label else None
-            )
-            anomalies = sum(p.anomalies or 0 for p in parts)
-            wall = time.perf_counter() - started
-            manifest = manifest_for(
-                parts,
-                job=spec.name,
-                detector=detector.name,
-                params=detector.get_params(),
-                features=detector.features_,
-                threshold=threshold,
-                anomalies=anomalies,
-                source=source.uri,
-                created=pd.Timestamp.now(tz="UTC").isoformat(),
-            )
-            if output.table is None:
-                staging.commit(final, manifest)
-            else:
-                t0 = time.perf_counter()
-                staged_final = dd.read_parquet([p.path for p in parts])
-                write_table(
-                    staged_final, output.uri, output.table, key=source.key, mode=output.mode
-                )
-                stage_seconds["table"] = time.perf_counter() - t0
+            stage_seconds["table"] = time.perf_counter() - t0
 
     return JobResult(
         name=spec.name,

@@ -88,7 +88,8 @@ def report(**figures: float) -> None:
     Notes
     -----
     Outside a distributed worker this does nothing else. Inside one it queues one event on
-    the worker's batched stream (a few microseconds; no I/O in the calling thread). A task
+    the worker's batched stream (no I/O in the calling thread; ``adp bench plugins`` measured
+    25-90 us per call on a busy 2-core machine, against milliseconds per partition). A task
     that is retried reports again: the counters count work done.
     """
     msg = _checked(figures)

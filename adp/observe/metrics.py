@@ -8,12 +8,15 @@ job, so "Duplicated timeseries" cannot happen, and no metric carries a label: jo
 users, keys and rows never become time series.
 
 When several schedulers share one process (tests), the collector reports the state of the
-scheduler whose ``/metrics`` is being served, found the way distributed's own collectors
-are rebound, and otherwise the most recently started one.
+scheduler whose ``/metrics`` is being served (distributed rebinds its own collectors to that
+scheduler on each request; ADP reads which one it is), or zeros if that scheduler has no ADP
+plugin. Scraped some other way (e.g. ``prometheus_client.start_http_server``), it reports the
+most recently started plugin.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 import sys
@@ -194,12 +197,23 @@ def unbind(state: MetricsState) -> None:
 
 
 def _scraped_scheduler() -> Any:
-    """The scheduler whose ``/metrics`` is being served, if distributed tells us."""
+    """The scheduler whose ``/metrics`` handler is running now, or ``None``.
+
+    distributed points its collectors at the scheduler serving the request just before it
+    collects, on that scheduler's event loop; anything else (another registry, another
+    thread) is not a dask scrape.
+    """
     module = sys.modules.get("distributed.http.scheduler.prometheus.core")
     collectors = getattr(getattr(module, "PrometheusHandler", None), "_collectors", None)
-    if collectors:
-        return getattr(collectors[0], "server", None)
-    return None
+    if not collectors:
+        return None
+    server = getattr(collectors[0], "server", None)
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    loop = getattr(getattr(server, "loop", None), "asyncio_loop", None)
+    return server if loop is running else None
 
 
 def _current_state() -> MetricsState | None:
@@ -207,10 +221,12 @@ def _current_state() -> MetricsState | None:
         if not _states:
             return None
         scraped = _scraped_scheduler()
-        for scheduler, state in reversed(_states):
+        if scraped is None:
+            return _states[-1][1]
+        for scheduler, state in _states:
             if scheduler is scraped:
                 return state
-        return _states[-1][1]
+        return None  # the scraped scheduler has no ADP plugin (any more)
 
 
 class AdpCollector:

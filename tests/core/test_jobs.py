@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -246,3 +247,44 @@ def test_job_writes_a_database_table_idempotently(client, tmp_path) -> None:
     spec["output"]["mode"] = "error"
     with pytest.raises(OutputExistsError, match="upsert"):
         run_job(JobSpec.from_dict(spec), client=client, show_progress=False)
+
+
+def test_job_is_audited_and_the_chain_verifies(client, tmp_path) -> None:
+    from adp.observe.audit import AuditLog
+
+    log = AuditLog(f"sqlite:///{tmp_path / 'audit.db'}", state_dir=tmp_path)
+    lake = _lake(tmp_path / "lake")
+    out = tmp_path / "scores"
+    run_job(JobSpec.from_dict(_spec(lake, out)), client=client, show_progress=False, audit_log=log)
+    records = log.records()
+    job_ids = {r.job_id for r in records if r.event_type == "job.submit"}
+    assert len(job_ids) == 1
+    mine = [(r.event_type, r.outcome) for r in records if r.job_id in job_ids]
+    assert ("job.submit", "success") in mine
+    assert ("job.run", "started") in mine and ("job.run", "success") in mine
+    read = next(r for r in records if r.event_type == "source.read")
+    assert read.resource == str(lake) and json.loads(read.details or "{}")["rows"] == 2000
+    assert any(r.event_type == "output.write" and r.resource == str(out) for r in records)
+    assert log.verify().ok
+
+
+def test_job_does_not_run_when_its_audit_record_cannot_be_written(client, tmp_path) -> None:
+    import sqlite3
+
+    from adp.errors import AuditError
+    from adp.observe.audit import AuditLog
+
+    db = tmp_path / "audit.db"
+    log = AuditLog(f"sqlite:///{db}", state_dir=tmp_path)
+    with sqlite3.connect(db) as conn:  # every further append fails, as on a full disk
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON adp_audit "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    lake = _lake(tmp_path / "lake")
+    out = tmp_path / "scores"
+    with pytest.raises(AuditError):
+        run_job(
+            JobSpec.from_dict(_spec(lake, out)), client=client, show_progress=False, audit_log=log
+        )
+    assert not out.exists()

@@ -1,0 +1,53 @@
+"""Observability: the audit trail, Prometheus metrics and ADP's Dask plugins.
+
+Importing this package is cheap; each name loads its module on first use.
+
+- :class:`AuditLog`, :func:`audited`, :class:`AuditRecord`, :class:`VerificationResult`:
+  the append-only, hash-chained audit trail (:mod:`adp.observe.audit`).
+- :func:`report`, :func:`report_client`: send figures to the scheduler's ``adp_*`` metrics
+  (:mod:`adp.observe.events`).
+- :func:`install`: install the scheduler plugin on a running cluster; or preload
+  ``adp.observe.plugins`` (:mod:`adp.observe.plugins`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "AuditLog",
+    "AuditRecord",
+    "VerificationResult",
+    "audited",
+    "install",
+    "report",
+    "report_client",
+]
+
+_HOMES = {
+    "AuditLog": "adp.observe.audit",
+    "AuditRecord": "adp.observe.records",
+    "VerificationResult": "adp.observe.records",
+    "audited": "adp.observe.audit",
+    "install": "adp.observe.plugins",
+    "report": "adp.observe.events",
+    "report_client": "adp.observe.events",
+}
+
+if TYPE_CHECKING:
+    from adp.observe.audit import AuditLog, audited
+    from adp.observe.events import report, report_client
+    from adp.observe.plugins import install
+    from adp.observe.records import AuditRecord, VerificationResult
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'adp.observe' has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
