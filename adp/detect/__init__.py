@@ -1,1 +1,3 @@
-"""Detectors: the name registry, partition-parallel fit and score, thresholds."""
+"""Detectors: the name registry and catalogue, partition-parallel fit (sample, distributed,
+bagging) and score, global thresholds (exact contamination, fixed, automatic), ensembles and
+explanations."""

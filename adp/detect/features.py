@@ -73,7 +73,9 @@ def feature_matrix(
     where : str
         How to name this data in errors, for example ``"partition 3"``.
     """
-    X = part[list(features)].to_numpy(dtype=np.float64, na_value=np.nan)
+    # C order, as a NumPy user's matrix: some estimators (PCA's SVD with near-zero
+    # eigenvalues) give different results on a Fortran-ordered copy of the same values.
+    X = np.ascontiguousarray(part[list(features)].to_numpy(dtype=np.float64, na_value=np.nan))
     finite = np.isfinite(X)
     if not finite.all():
         bad_counts = (~finite).sum(axis=0)

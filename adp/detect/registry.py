@@ -2,12 +2,14 @@
 
 Names are lower-case and stable. Each entry says which estimator class implements it, how a
 fitted estimator becomes a partition-invariant :class:`~adp.detect.scorers.Scorer`, and what
-it costs.
+it costs. This module holds the core eight; :mod:`adp.detect.catalog` (imported at the end)
+registers the rest, and ``adp detectors`` lists them all.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,7 +56,7 @@ class DetectorInfo:
     summary : str
         One line on what the detector does.
     fit_cost, score_cost : str
-        Complexity in rows ``n`` (fit sample) and features ``d``.
+        Complexity in rows fitted ``n`` (the sample), rows scored ``m`` and features ``d``.
     deterministic : bool
         Whether fitting the same sample twice gives the same scores without a seed.
     scorer : callable
@@ -63,6 +65,20 @@ class DetectorInfo:
         Other accepted names.
     extra : str or None
         The ``pip install adp[...]`` extra that provides the estimator, if optional.
+    fixed_params : dict
+        Parameters ADP always passes and users cannot set (for example ``novelty=True``).
+    defaults : dict
+        Parameters ADP passes unless the user sets them (for example ``verbose=0``).
+    requires : tuple of str
+        Modules, besides the estimator's own, that must be importable.
+    needs_n_features : bool
+        Whether the constructor takes ``n_features`` (passed from the fit sample).
+    strategies : tuple of str
+        The fit strategies the detector supports (see :meth:`Detector.fit`).
+    max_fit_rows : int or None
+        The most rows one model is fitted on, whatever ``sample_rows`` asks (quadratic fits).
+    notes : str
+        How ADP's scoring differs from the estimator's own, if it does.
     """
 
     name: str
@@ -75,14 +91,42 @@ class DetectorInfo:
     aliases: tuple[str, ...] = ()
     extra: str | None = None
     fixed_params: dict[str, Any] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()
+    needs_n_features: bool = False
+    strategies: tuple[str, ...] = ("sample", "bagging")
+    max_fit_rows: int | None = None
+    notes: str = ""
+
+    def is_available(self) -> bool:
+        """Whether the estimator's module and every required module can be imported.
+
+        Checked with :func:`importlib.util.find_spec`, so nothing heavy (torch) is imported.
+        """
+        module_name = self.estimator.partition(":")[0]
+        for name in (*self.requires, module_name):
+            try:
+                if importlib.util.find_spec(name) is None:
+                    return False
+            except (ImportError, ValueError):
+                return False
+        return True
+
+    def install_hint(self) -> str:
+        """How to make the detector available (empty when it needs no optional extra)."""
+        if not self.extra:
+            return ""
+        return f"pip install 'adp[{self.extra}]'"
 
     def estimator_class(self) -> type:
         """Import and return the estimator class."""
         module_name, _, class_name = self.estimator.partition(":")
         try:
+            for required in self.requires:
+                importlib.import_module(required)
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            hint = f": pip install 'adp[{self.extra}]'" if self.extra else ""
+            hint = f": {self.install_hint()}" if self.extra else ""
             raise DetectorError(f"detector {self.name!r} is not available{hint} ({exc})") from exc
         cls: type = getattr(module, class_name)
         return cls
@@ -96,15 +140,32 @@ class DetectorInfo:
             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         }
         names.add("contamination")
-        return sorted(names - set(self.fixed_params))
+        hidden = set(self.fixed_params) | ({"n_features"} if self.needs_n_features else set())
+        return sorted(names - hidden)
 
-    def build(self, params: dict[str, Any], contamination: float) -> Any:
-        """Instantiate the estimator with ``params`` (contamination passed if it takes it)."""
+    def build(
+        self, params: dict[str, Any], contamination: float, n_features: int | None = None
+    ) -> Any:
+        """Instantiate the estimator with ``params`` (contamination passed if it takes it).
+
+        Parameters
+        ----------
+        params : dict
+            The user's parameters (already checked against :meth:`valid_params`).
+        contamination : float
+            Passed when the estimator accepts it.
+        n_features : int, optional
+            Passed as ``n_features`` when :attr:`needs_n_features` is set.
+        """
         cls = self.estimator_class()
         accepted = inspect.signature(cls).parameters
-        kwargs = dict(params)
+        kwargs = {**self.defaults, **params}
         if "contamination" in accepted:
             kwargs["contamination"] = contamination
+        if self.needs_n_features:
+            if n_features is None:
+                raise DetectorError(f"detector {self.name!r} needs n_features to be built")
+            kwargs["n_features"] = int(n_features)
         kwargs.update(self.fixed_params)
         return cls(**kwargs)
 
@@ -159,34 +220,38 @@ _CORE = [
         "pyod.models.iforest:IForest",
         "Isolation forest: random axis-parallel splits isolate outliers in few steps.",
         fit_cost="O(t * s log s), s = max_samples",
-        score_cost="O(n * t * log s)",
+        score_cost="O(m * t * log s)",
         deterministic=False,
         aliases=("iforest",),
+        defaults={"n_jobs": 1},
+        strategies=("sample", "distributed", "bagging"),
     ),
     DetectorInfo(
         "ecod",
         "pyod.models.ecod:ECOD",
         "Empirical-CDF outlier detection: summed tail probabilities per feature.",
         fit_cost="O(n log n * d)",
-        score_cost="O(n * d * log n_fit)",
+        score_cost="O(m * d * log n)",
         deterministic=True,
         scorer=_ecod_scorer,
+        notes="Scored against per-feature ECDFs frozen at fit (PyOD re-fits on each batch).",
     ),
     DetectorInfo(
         "copod",
         "pyod.models.copod:COPOD",
         "Copula-based outlier detection with empirical copulas.",
         fit_cost="O(n log n * d)",
-        score_cost="O(n * d * log n_fit)",
+        score_cost="O(m * d * log n)",
         deterministic=True,
         scorer=_copod_scorer,
+        notes="Scored against per-feature ECDFs frozen at fit (PyOD re-fits on each batch).",
     ),
     DetectorInfo(
         "hbos",
         "pyod.models.hbos:HBOS",
         "Histogram-based outlier score: per-feature histogram densities.",
         fit_cost="O(n * d)",
-        score_cost="O(n * d)",
+        score_cost="O(m * d)",
         deterministic=True,
     ),
     DetectorInfo(
@@ -194,23 +259,33 @@ _CORE = [
         "pyod.models.lof:LOF",
         "Local outlier factor: local density relative to the k nearest neighbours.",
         fit_cost="O(n log n * d) with trees",
-        score_cost="O(n * k * log n_fit)",
+        score_cost="O(m * k * log n)",
         deterministic=True,
+        notes=(
+            "Rows are scored with decision_function against the fitted rows: a row that was "
+            "in the fit sample is its own nearest neighbour (PyOD's decision_scores_ leave "
+            "it out)."
+        ),
     ),
     DetectorInfo(
         "knn",
         "pyod.models.knn:KNN",
         "Distance to the k-th nearest training neighbour.",
         fit_cost="O(n log n * d) with trees",
-        score_cost="O(n * k * log n_fit)",
+        score_cost="O(m * k * log n)",
         deterministic=True,
+        notes=(
+            "Rows are scored with decision_function against the fitted rows: a row that was "
+            "in the fit sample is its own nearest neighbour (PyOD's decision_scores_ leave "
+            "it out)."
+        ),
     ),
     DetectorInfo(
         "one_class_svm",
         "pyod.models.ocsvm:OCSVM",
         "One-class SVM: a kernel boundary around the normal data.",
         fit_cost="O(n^2 * d) to O(n^3)",
-        score_cost="O(n * n_support * d)",
+        score_cost="O(m * n_support * d)",
         deterministic=True,
         aliases=("ocsvm",),
     ),
@@ -219,13 +294,17 @@ _CORE = [
         "pyod.models.pca:PCA",
         "Principal component analysis: weighted distance in the minor components.",
         fit_cost="O(n * d^2)",
-        score_cost="O(n * d^2)",
+        score_cost="O(m * d^2)",
         deterministic=True,
     ),
 ]
 
 for _info in _CORE:
     register(_info)
+
+# The rest of the catalogue (PyOD's other classic detectors, scikit-learn's, the deep ones)
+# registers itself on import.
+from adp.detect import catalog as _catalog  # noqa: E402,F401
 
 __all__ = [
     "DetectorInfo",

@@ -29,9 +29,9 @@ def partition_lengths(parts: list[Delayed]) -> list[int]:
     return [int(n) for n in dask.compute(*[dask.delayed(len)(p) for p in parts])]
 
 
-def uniform_sample(
+def plan_sample(
     ddf: dd.DataFrame, sample_rows: int, random_state: int | None = None
-) -> tuple[list[Delayed], int, int]:
+) -> tuple[list[Delayed], list[int], int, int]:
     """Plan a uniform random sample without replacement of at most ``sample_rows`` rows.
 
     The number of rows drawn from each partition follows the multivariate hypergeometric
@@ -50,7 +50,9 @@ def uniform_sample(
     Returns
     -------
     parts : list of Delayed
-        One lazy pandas DataFrame per partition that contributes rows.
+        One lazy pandas DataFrame per partition that contributes rows, in partition order.
+    counts : list of int
+        Rows each of ``parts`` will hold.
     size : int
         Rows in the sample.
     total : int
@@ -71,9 +73,17 @@ def uniform_sample(
         rng = np.random.default_rng(seed)
         counts = rng.multivariate_hypergeometric(np.asarray(lengths), size)
     children = seed.spawn(len(lengths))
-    parts = [
-        dask.delayed(_take)(part, int(count), child)
+    chosen = [
+        (dask.delayed(_take)(part, int(count), child), int(count))
         for part, count, child in zip(partitions, counts, children, strict=True)
         if count > 0
     ]
-    return parts, int(size), int(total)
+    return [c[0] for c in chosen], [c[1] for c in chosen], int(size), int(total)
+
+
+def uniform_sample(
+    ddf: dd.DataFrame, sample_rows: int, random_state: int | None = None
+) -> tuple[list[Delayed], int, int]:
+    """Like :func:`plan_sample`, without the per-part row counts."""
+    parts, _, size, total = plan_sample(ddf, sample_rows, random_state)
+    return parts, size, total

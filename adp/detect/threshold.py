@@ -77,8 +77,9 @@ def _values(part: pd.Series) -> np.ndarray:
     values = np.asarray(part, dtype=np.float64)
     if not np.isfinite(values).all():
         raise DataError(
-            f"{int((~np.isfinite(values)).sum())} scores are NaN or infinite: "
-            "check the features for missing or infinite values"
+            f"{int((~np.isfinite(values)).sum())} scores are NaN or infinite: check the "
+            "features for missing or infinite values, and for constant columns (PCA's score "
+            "divides by each component's variance); drop them or choose another detector"
         )
     return values
 
@@ -222,12 +223,107 @@ def flag(scored: dd.DataFrame, threshold: Delayed | float) -> dd.DataFrame:
     return scored.map_partitions(_flag_partition, threshold, meta=meta)
 
 
-def from_spec(contamination: float | None = None, score: float | None = None) -> Threshold:
-    """Build a threshold rule from the fields a job spec or API call gives."""
+_MAD_CONSISTENCY = 0.6745  # Phi^-1(0.75): MAD / 0.6745 estimates the standard deviation
+AUTO_METHODS = ("mad", "iqr")
+
+
+def _abs_deviation(part: pd.Series, center: float) -> pd.Series:
+    return (part - center).abs()
+
+
+def _robust_limit(median: float, mad: float, factor: float) -> float:
+    if mad > 0:
+        return float(median + factor * mad / _MAD_CONSISTENCY)
+    return float(np.nextafter(median, np.inf))  # no spread: flag only scores above the median
+
+
+def _fence_limit(q1: float, q3: float, factor: float) -> float:
+    if q3 > q1:
+        return float(q3 + factor * (q3 - q1))
+    return float(np.nextafter(q3, np.inf))
+
+
+@dataclass(frozen=True)
+class AutoThreshold:
+    """A threshold that needs no contamination: a robust outlier rule on the score column.
+
+    Both rules are invariant under any increasing affine map of the scores, so they give the
+    same flags on raw and on standardised scores; their quantiles are exact global ones
+    (:func:`kth_largest`), computed on the workers.
+
+    Parameters
+    ----------
+    method : {"mad", "iqr"}
+        ``"mad"``: Iglewicz and Hoaglin's modified z-score (1993): flag a score whose robust
+        z ``0.6745 * (s - median) / MAD`` is at least ``factor`` (default 3.5).
+        ``"iqr"``: Tukey's upper fence (1977): flag a score at least
+        ``Q3 + factor * (Q3 - Q1)`` (default 1.5).
+    factor : float, optional
+        The rule's multiplier.
+    bins : int
+        Histogram bins per pass of each exact quantile.
+    """
+
+    method: str = "mad"
+    factor: float | None = None
+    bins: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.method not in AUTO_METHODS:
+            raise ConfigError(
+                f"unknown automatic threshold method {self.method!r}; "
+                f"valid: {', '.join(AUTO_METHODS)}"
+            )
+        if self.factor is not None and not self.factor > 0:
+            raise ConfigError(f"the automatic threshold factor must be > 0, got {self.factor!r}")
+
+    def resolve(self, scores: dd.Series) -> Delayed:
+        if self.method == "mad":
+            factor = 3.5 if self.factor is None else float(self.factor)
+            median = kth_largest(scores, 0.5, bins=self.bins)
+            deviation = scores.map_partitions(_abs_deviation, median, meta=scores._meta)
+            mad = kth_largest(deviation, 0.5, bins=self.bins)
+            return dask.delayed(_robust_limit)(median, mad, factor)
+        factor = 1.5 if self.factor is None else float(self.factor)
+        q3 = kth_largest(scores, 0.25, bins=self.bins)
+        q1 = kth_largest(scores, 0.75, bins=self.bins)
+        return dask.delayed(_fence_limit)(q1, q3, factor)
+
+
+def from_spec(
+    contamination: float | str | None = None,
+    score: float | None = None,
+    auto_method: str = "mad",
+) -> Threshold:
+    """Build a threshold rule from the fields a job spec or API call gives.
+
+    Parameters
+    ----------
+    contamination : float or "auto", optional
+        A share of rows in ``(0, 0.5]`` (:class:`Contamination`), or ``"auto"`` for an
+        :class:`AutoThreshold` that needs no prior knowledge of the share.
+    score : float, optional
+        A fixed score threshold (:class:`FixedScore`).
+    auto_method : {"mad", "iqr"}
+        The rule ``contamination="auto"`` uses.
+
+    Raises
+    ------
+    adp.errors.ConfigError
+        Unless exactly one of ``contamination`` and ``score`` is given, or for a bad value.
+    """
     if (contamination is None) == (score is None):
         raise ConfigError("give exactly one of threshold.contamination or threshold.score")
-    if score is not None:
-        return FixedScore(float(score))
     from adp.config import settings
 
-    return Contamination(float(contamination), bins=settings().score.threshold_bins)  # type: ignore[arg-type]
+    bins = settings().score.threshold_bins
+    if score is not None:
+        return FixedScore(float(score))
+    if isinstance(contamination, str):
+        if contamination.strip().lower() != "auto":
+            raise ConfigError(
+                f"threshold.contamination must be a number in (0, 0.5] or 'auto', "
+                f"got {contamination!r}"
+            )
+        return AutoThreshold(auto_method, bins=bins)
+    return Contamination(float(contamination), bins=bins)  # type: ignore[arg-type]
