@@ -334,10 +334,11 @@ class Detector:
         larger than the cluster's memory, score first and then call
         :func:`adp.detect.explain.explain_flagged` on a fresh read (as the job runner does).
         """
-        # Both the threshold and the flags are built on the same partition tasks, so
-        # every partition is scored once (two projections of one frame would each get
-        # their own, separately optimised graph and score the data twice).
-        scored = _shared_partitions(self.decision_function(ddf, key))
+        # The threshold's passes and the flags each optimise their own graph, so a partition
+        # is scored once for the threshold and again for the flags. The job runner avoids
+        # this by staging the scores. (Rebuilding ``scored`` from its own partition tasks
+        # shares them, but the resulting graph breaks dask.array's fusion in to_xarray.)
+        scored = self.decision_function(ddf, key)
         rule = self.threshold_rule(threshold)
         flagged = flag(scored, rule.resolve(scored["score"]))
         if explain is None:
@@ -345,14 +346,6 @@ class Detector:
         from adp.detect.explain import explain_flagged
 
         return explain_flagged(ddf, flagged, self, int(explain), explain_method)
-
-
-def _shared_partitions(frame: dd.DataFrame) -> dd.DataFrame:
-    """``frame`` rebuilt from its own partition tasks, so projections of it share them."""
-    divisions = frame.divisions if frame.known_divisions else None
-    return dd.from_delayed(
-        frame.to_delayed(), meta=frame._meta, divisions=divisions, verify_meta=False
-    )
 
 
 def create_detector(name: str, **params: Any) -> Detector:

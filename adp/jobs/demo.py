@@ -27,6 +27,7 @@ def demo_spec(data_dir: Path, out_dir: Path, *, workers: int = 2) -> JobSpec:
             },
             "fit": {"sample_rows": 100_000, "random_state": 0},
             "threshold": {"contamination": 0.03},
+            "explain": {"top_k": 2},
             "output": {"uri": str(out_dir / "scores"), "mode": "overwrite"},
             "cluster": {"n_workers": workers, "threads_per_worker": 1},
             "evaluate": {"label": "is_injected", "kind": "anomaly_kind"},
