@@ -40,7 +40,7 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
-def _fail_cleanly(func: F) -> F:
+def fail_cleanly(func: F) -> F:
     """Turn ADP's errors into a one-line message and exit status 1."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -77,7 +77,7 @@ def main() -> None:
     "--report", "report_path", type=click.Path(path_type=Path), help="Write the HTML report here."
 )
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
-@_fail_cleanly
+@fail_cleanly
 def run(job: Path, scheduler: str | None, report_path: Path | None, progress: bool) -> None:
     """Run the job spec JOB (YAML): fit, score, threshold, write, report."""
     from adp.jobs.spec import JobSpec
@@ -131,7 +131,7 @@ def _run_and_report(
     "--scheduler", metavar="ADDRESS", help="Use this scheduler instead of a LocalCluster."
 )
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
-@_fail_cleanly
+@fail_cleanly
 def demo(
     data_dir: Path,
     out_dir: Path,

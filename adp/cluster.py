@@ -3,6 +3,8 @@ local cluster of worker processes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import dask.config
@@ -63,6 +65,37 @@ def connect(address: str | None = None, **local_cluster_kwargs: Any) -> Client:
     if install_plugins:
         _install_plugins(client)
     return client
+
+
+@contextmanager
+def cluster_for(
+    address: str | None = None,
+    *,
+    client: Client | None = None,
+    n_workers: int | None = None,
+    threads_per_worker: int | None = None,
+    memory_limit: str | None = None,
+) -> Iterator[Client]:
+    """A client for one job: ``client`` as given (left open), else :func:`connect`.
+
+    Local cluster options that are ``None`` fall back to ``adp.cluster.*``; they are
+    ignored when an address is in use, so a job spec's cluster shape does not get in the
+    way of ``--scheduler``.
+    """
+    if client is not None:
+        yield client
+        return
+    if address:
+        with connect(address) as c:
+            yield c
+        return
+    options: dict[str, Any] = {
+        "n_workers": n_workers,
+        "threads_per_worker": threads_per_worker,
+        "memory_limit": memory_limit,
+    }
+    with connect(**{k: v for k, v in options.items() if v is not None}) as c:
+        yield c
 
 
 def _install_plugins(client: Client) -> None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +25,7 @@ import pandas as pd
 from distributed import Client
 from rich.console import Console
 
+from adp.cluster import cluster_for
 from adp.config import settings
 from adp.detect.detector import Detector, create_detector
 from adp.detect.features import resolve_features
@@ -77,29 +76,14 @@ class JobResult:
         return self.anomalies / self.rows if self.rows else 0.0
 
 
-@contextmanager
-def _client_for(spec: JobSpec, scheduler: str | None, client: Client | None) -> Iterator[Client]:
-    if client is not None:
-        yield client
-        return
-    from adp.cluster import connect
-
-    address = scheduler or spec.cluster.address
-    if address:
-        with connect(address) as c:
-            yield c
-        return
-    options: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "n_workers": spec.cluster.n_workers,
-            "threads_per_worker": spec.cluster.threads_per_worker,
-            "memory_limit": spec.cluster.memory_limit,
-        }.items()
-        if v is not None
-    }
-    with connect(**options) as c:
-        yield c
+def _client_for(spec: JobSpec, scheduler: str | None, client: Client | None) -> Any:
+    return cluster_for(
+        scheduler or spec.cluster.address,
+        client=client,
+        n_workers=spec.cluster.n_workers,
+        threads_per_worker=spec.cluster.threads_per_worker,
+        memory_limit=spec.cluster.memory_limit,
+    )
 
 
 def _pin_partitions(ddf: dd.DataFrame) -> dd.DataFrame:

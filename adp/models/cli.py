@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from adp.errors import AdpError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _fail_cleanly(func: F) -> F:
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except AdpError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
-
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
-    return wrapper  # type: ignore[return-value]
+from adp.cli import fail_cleanly
 
 
 def _registry(url: str | None, store: str | None) -> Any:
@@ -48,7 +31,7 @@ def models() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per version.")
 @_url
 @_store
-@_fail_cleanly
+@fail_cleanly
 def list_command(
     name: str | None, stage: str | None, as_json: bool, url: str | None, store: str | None
 ) -> None:
@@ -84,7 +67,7 @@ def list_command(
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
 @_url
 @_store
-@_fail_cleanly
+@fail_cleanly
 def show_command(ref: str, as_json: bool, url: str | None, store: str | None) -> None:
     """Show one version's metadata (VERSION: a number, 'latest' or a stage)."""
     from rich.console import Console
@@ -117,7 +100,7 @@ def show_command(ref: str, as_json: bool, url: str | None, store: str | None) ->
 )
 @_url
 @_store
-@_fail_cleanly
+@fail_cleanly
 def promote_command(
     ref: str, stage: str, keep_existing: bool, url: str | None, store: str | None
 ) -> None:

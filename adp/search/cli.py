@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,31 +12,18 @@ import click
 from adp.errors import AdpError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from distributed import Client
-
     from adp.jobs.spec import JobSpec
 
 
-@contextmanager
-def _client(spec: JobSpec, scheduler: str | None) -> Iterator[Client]:
-    from adp.cluster import connect
+def _client(spec: JobSpec, scheduler: str | None) -> Any:
+    from adp.cluster import cluster_for
 
-    address = scheduler or spec.cluster.address
-    if address:
-        with connect(address) as c:
-            yield c
-        return
-    options: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "n_workers": spec.cluster.n_workers,
-            "threads_per_worker": spec.cluster.threads_per_worker,
-            "memory_limit": spec.cluster.memory_limit,
-        }.items()
-        if v is not None
-    }
-    with connect(**options) as c:
-        yield c
+    return cluster_for(
+        scheduler or spec.cluster.address,
+        n_workers=spec.cluster.n_workers,
+        threads_per_worker=spec.cluster.threads_per_worker,
+        memory_limit=spec.cluster.memory_limit,
+    )
 
 
 @click.command("search")

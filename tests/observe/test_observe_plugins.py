@@ -267,3 +267,55 @@ def test_a_prometheus_server_scrapes_the_scheduler(cluster: Cluster, tmp_path: P
             server.kill()
             _, err = server.communicate()
     assert value == expected, err.decode()[-2000:]
+
+
+def test_adp_run_against_the_preloaded_scheduler_counts_exactly(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """`adp run --scheduler`: every scored row, the flags and the job are on /metrics."""
+    import numpy as np
+    import yaml
+
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        part = pd.DataFrame(rng.normal(size=(700, 3)), columns=["a", "b", "c"])
+        part["row"] = np.arange(700) + 700 * i
+        part.to_parquet(lake / f"part-{i}.parquet", index=False)
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        yaml.safe_dump(
+            {
+                "source": {"uri": str(lake), "key": ["row"]},
+                "detector": {"name": "ecod"},
+                "threshold": {"contamination": 0.1},
+                "output": {"uri": str(tmp_path / "scores")},
+            }
+        )
+    )
+    before = scrape(cluster.metrics_url)
+    address = cluster.client.scheduler.address
+    proc = subprocess.run(
+        [sys.executable, "-m", "adp.cli", "run", str(job), "--scheduler", address],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+    def counted() -> dict[str, Any] | None:
+        families = scrape(cluster.metrics_url)
+        done = sample(families, "adp_jobs_finished") - sample(before, "adp_jobs_finished")
+        return families if done == 1 else None
+
+    families = wait_until(counted)
+    assert families, "the job never showed up as finished on /metrics"
+    for name, delta in [
+        ("adp_rows_scored", 2100),
+        ("adp_rows_read", 2100),
+        ("adp_anomalies_flagged", 210),
+        ("adp_jobs_started", 1),
+        ("adp_jobs_failed", 0),
+    ]:
+        assert sample(families, name) - sample(before, name) == delta, name
