@@ -77,10 +77,12 @@ def open_dataset(
                     uri, storage_options=storage_options or None, chunks=dask_chunks
                 )
             if not is_local(uri):
-                raise ConfigError(
-                    f"netCDF on a remote store ({uri!r}) is not supported: copy the file "
-                    "locally, or convert it to zarr (ds.to_zarr) to read it from S3"
-                )
+                # netCDF-4 is HDF5: h5netcdf reads it through an fsspec file object, which
+                # each worker opens for itself (partition tasks open with lazy=False).
+                import fsspec
+
+                handle = fsspec.open(uri, "rb", **(storage_options or {})).open()
+                return xr.open_dataset(handle, engine="h5netcdf", chunks=dask_chunks)
             return xr.open_dataset(local_path(uri), engine="netcdf4", chunks=dask_chunks)
         except (FileNotFoundError, KeyError) as exc:
             raise SourceError(f"cannot open {fmt} data at {uri!r}: {exc}") from None

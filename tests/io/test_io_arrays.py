@@ -95,6 +95,15 @@ def test_zarr_on_s3(client, s3, stores):
     _check_rows(ds, ddf.compute())
 
 
+def test_netcdf_on_s3(client, s3, stores):
+    ds, nc, _ = stores
+    bucket = s3.bucket()
+    s3.fs().put(nc, f"{bucket}/s.nc")
+    ddf = adp.read(f"s3://{bucket}/s.nc", chunks={"time": 20}, storage_options=s3.storage_options)
+    assert ddf.npartitions == 3
+    _check_rows(ds, ddf.compute())
+
+
 def test_scores_and_flags_map_back_onto_the_coordinates(client, stores):
     ds, _, zarr = stores
     ddf = adp.read(zarr, window=2)
