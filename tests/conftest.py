@@ -20,6 +20,7 @@ from distributed import Client  # noqa: E402
 dask.config.refresh()
 
 REPO = Path(__file__).resolve().parents[1]
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ODDS = REPO.parent / "shared" / "data" / "odds"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -49,3 +50,19 @@ def odds_dir() -> Path:
     if not (ODDS / "MANIFEST.csv").exists():
         need_in_ci(f"the shared benchmark datasets are not at {ODDS}")
     return ODDS
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The machine's PostgreSQL; skipped when unreachable, a failure when CI=true."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+    except Exception as exc:  # any failure to connect
+        need_in_ci(f"PostgreSQL is not reachable at {PG_URL}: {exc}")
+    finally:
+        engine.dispose()
+    return PG_URL

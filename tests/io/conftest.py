@@ -14,9 +14,6 @@ import pytest
 # 169.254.169.254 when storage_options carry none. Set before any worker process starts.
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
 
 def start_moto_s3() -> tuple[Any, Any]:
     """Start moto's S3 server on 127.0.0.1, on a free port, with werkzeug's log silenced.
@@ -44,25 +41,6 @@ def s3() -> Iterator[Any]:
 def sqlite_url(tmp_path: Any) -> str:
     """A fresh SQLite database file."""
     return f"sqlite:///{tmp_path / 'data.db'}"
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> str:
-    """The machine's PostgreSQL; skipped when unreachable, a failure when CI=true."""
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-    except Exception as exc:  # any failure to connect
-        reason = f"PostgreSQL is not reachable at {PG_URL}: {exc}"
-        if IN_CI:
-            pytest.fail(f"{reason} (required when CI=true)")
-        pytest.skip(reason)
-    finally:
-        engine.dispose()
-    return PG_URL
 
 
 @pytest.fixture

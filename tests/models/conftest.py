@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +11,6 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture(scope="session")
@@ -35,22 +31,9 @@ def fitted(client: Any, small_ddf: dd.DataFrame) -> Any:
 
 
 @pytest.fixture(scope="session")
-def pg_available() -> str:
-    """The machine's PostgreSQL; skipped when unreachable, a failure when CI=true."""
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-    except Exception as exc:  # any failure to connect
-        reason = f"PostgreSQL is not reachable at {PG_URL}: {exc}"
-        if IN_CI:
-            pytest.fail(f"{reason} (required when CI=true)")
-        pytest.skip(reason)
-    finally:
-        engine.dispose()
-    return PG_URL
+def pg_available(pg_url: str) -> str:
+    """The machine's PostgreSQL (see ``pg_url`` in tests/conftest.py)."""
+    return pg_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
