@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import dask
 import numpy as np
 import pandas as pd
 
@@ -385,8 +386,8 @@ def bench_auto_threshold(
                 scores = scored["score"].compute().sort_index().to_numpy()
                 if not np.isfinite(scores).all():  # PCA on constant columns: infinite scores
                     continue
-                for rule_name, rule in rules.items():
-                    threshold = float(rule.resolve(scored["score"]).compute())
+                resolved = dask.compute(*[r.resolve(scored["score"]) for r in rules.values()])
+                for rule_name, threshold in zip(rules, map(float, resolved), strict=True):
                     flagged = scores >= threshold
                     hits = int((flagged & (y == 1)).sum())
                     precision = hits / flagged.sum() if flagged.any() else 0.0
