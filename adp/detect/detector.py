@@ -71,6 +71,25 @@ def _score_partition(
     return out
 
 
+def _shared_partitions(frame: dd.DataFrame) -> dd.DataFrame:
+    """``frame`` rebuilt on its own optimised partition tasks.
+
+    The global threshold and the flags are two graphs over the same scores. Built on
+    ``frame`` itself, each is optimised on its own, dask fuses the scoring into different
+    tasks, and every partition is read and scored twice. Built on the partitions of
+    ``frame.to_delayed()``, both depend on the same keys, so one ``compute`` scores each
+    partition once, and holds only its small score frame until the flags are done.
+    """
+    # verify_meta=True: dask's from_delayed without it emits self-referencing aliases that
+    # dask.array's fusion rejects (KeyError 'pop from an empty set' in to_xarray).
+    return dd.from_delayed(
+        frame.to_delayed(),
+        meta=frame._meta,
+        divisions=frame.divisions,
+        verify_meta=True,
+    )
+
+
 def _report(**figures: float) -> None:
     try:
         from adp.observe.events import report
@@ -334,11 +353,7 @@ class Detector:
         larger than the cluster's memory, score first and then call
         :func:`adp.detect.explain.explain_flagged` on a fresh read (as the job runner does).
         """
-        # The threshold's passes and the flags each optimise their own graph, so a partition
-        # is scored once for the threshold and again for the flags. The job runner avoids
-        # this by staging the scores. (Rebuilding ``scored`` from its own partition tasks
-        # shares them, but the resulting graph breaks dask.array's fusion in to_xarray.)
-        scored = self.decision_function(ddf, key)
+        scored = _shared_partitions(self.decision_function(ddf, key))
         rule = self.threshold_rule(threshold)
         flagged = flag(scored, rule.resolve(scored["score"]))
         if explain is None:

@@ -29,6 +29,26 @@ def partition_lengths(parts: list[Delayed]) -> list[int]:
     return [int(n) for n in dask.compute(*[dask.delayed(len)(p) for p in parts])]
 
 
+def known_lengths(ddf: dd.DataFrame, n_partitions: int) -> list[int] | None:
+    """Partition lengths from the source's metadata (Parquet footers), without reading data.
+
+    ``None`` when dask cannot tell them without computing (CSV, JSON, SQL, computed frames)
+    or when they do not describe ``n_partitions`` partitions (dask fused Parquet files into
+    fewer partitions for a narrow projection); the caller then counts the rows.
+    """
+    try:
+        from dask.dataframe.dask_expr._expr import Lengths, Literal
+    except ImportError:  # pragma: no cover - dask without query planning
+        return None
+    try:
+        expr = Lengths(ddf.expr).optimize()
+    except Exception:  # noqa: BLE001 - any planner failure means "count the rows"
+        return None
+    if not isinstance(expr, Literal) or len(expr.value) != n_partitions:
+        return None
+    return [int(n) for n in expr.value]
+
+
 def plan_sample(
     ddf: dd.DataFrame, sample_rows: int, random_state: int | None = None
 ) -> tuple[list[Delayed], list[int], int, int]:
@@ -61,7 +81,7 @@ def plan_sample(
     if sample_rows < 1:
         raise ValueError(f"sample_rows must be at least 1, got {sample_rows}")
     partitions = ddf.to_delayed()
-    lengths = partition_lengths(partitions)
+    lengths = known_lengths(ddf, len(partitions)) or partition_lengths(partitions)
     total = sum(lengths)
     if total == 0:
         raise DataError("the dataset has no rows: nothing to fit on")

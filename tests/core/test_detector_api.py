@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -192,3 +193,44 @@ def test_missing_values_name_partition_and_column(client) -> None:
     bad.loc[450, "f2"] = np.nan
     with pytest.raises(DataError, match=r"partition 2.*'f2': 1"):
         det.score(dd.from_pandas(bad, npartitions=3)).compute()
+
+
+class _CountingScorer:
+    """Wraps a fitted scorer and counts the rows it scores (single process: sync scheduler)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.rows = 0
+
+    def score_samples(self, X):
+        self.rows += len(X)
+        return self.inner.score_samples(X)
+
+
+def test_score_computes_each_partition_once() -> None:
+    # The threshold's passes and the flags share the scored partitions: one compute of the
+    # flags scores every row exactly once (it used to score every partition twice).
+    ddf = dd.from_pandas(_frame(4000), npartitions=5)
+    with dask.config.set(scheduler="sync"):
+        det = adp.create_detector("hbos", contamination=0.05).fit(ddf, sample_rows=1000)
+        counting = _CountingScorer(det.scorer_)
+        det.scorer_ = counting
+        flagged = det.score(ddf, key=["row_id"]).compute()
+    assert counting.rows == 4000
+    assert int(flagged["is_anomaly"].sum()) == 200
+    assert flagged["row_id"].tolist() == list(range(4000))
+
+
+def test_parquet_partition_lengths_come_from_the_footers(tmp_path, client) -> None:
+    from adp.detect.sampling import known_lengths, partition_lengths
+
+    df = _frame(3000)
+    for i, (a, b) in enumerate([(0, 100), (100, 1800), (1800, 3000)]):
+        df.iloc[a:b].to_parquet(tmp_path / f"part.{i}.parquet")
+    ddf = adp.read(str(tmp_path))[["f0", "f1"]]
+    parts = ddf.to_delayed()
+    assert known_lengths(ddf, len(parts)) == [100, 1700, 1200] == partition_lengths(parts)
+    assert known_lengths(ddf, len(parts) + 1) is None  # partitions fused: count instead
+    # A frame dask cannot count from metadata falls back to counting.
+    computed = ddf.map_partitions(lambda p: p[p["f0"] > 0])
+    assert known_lengths(computed, computed.npartitions) is None
