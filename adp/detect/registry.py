@@ -31,10 +31,23 @@ def _sklearn_scorer(estimator: Any, X_train: np.ndarray) -> Scorer:
     return NegatedSklearnScorer(estimator)
 
 
+def _iforest_scorer(estimator: Any, X_train: np.ndarray) -> Scorer:
+    """PyOD ``IForest``: its scikit-learn forest, compiled (same scores as PyOD's)."""
+    from adp.detect.forest import ForestScorer
+
+    return ForestScorer(estimator.detector_, pyod_scale=True)
+
+
 def _ecod_scorer(estimator: Any, X_train: np.ndarray) -> Scorer:
     from adp.detect.ecdf import FrozenEcdfScorer
 
     return FrozenEcdfScorer(X_train, "ecod")
+
+
+def _hbos_scorer(estimator: Any, X_train: np.ndarray) -> Scorer:
+    from adp.detect.hbos import HbosScorer
+
+    return HbosScorer(estimator)
 
 
 def _copod_scorer(estimator: Any, X_train: np.ndarray) -> Scorer:
@@ -222,6 +235,7 @@ _CORE = [
         fit_cost="O(t * s log s), s = max_samples",
         score_cost="O(m * t * log s)",
         deterministic=False,
+        scorer=_iforest_scorer,
         aliases=("iforest",),
         defaults={"n_jobs": 1},
         strategies=("sample", "distributed", "bagging"),
@@ -253,6 +267,8 @@ _CORE = [
         fit_cost="O(n * d)",
         score_cost="O(m * d)",
         deterministic=True,
+        scorer=_hbos_scorer,
+        notes="Scored in one compiled pass (adp.detect.hbos); equal to PyOD's to 1e-12.",
     ),
     DetectorInfo(
         "lof",
