@@ -1,0 +1,35 @@
+"""``adp bench scoring`` end to end on a tiny lake: PyOD, then ADP on 1 and 2 workers."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from adp.bench.scoring import make_lake, scoring
+
+
+def test_bench_scoring_reports_every_figure_the_issue_names(tmp_path) -> None:
+    make_lake(40_000, 4, tmp_path, file_rows=10_000)  # 4 partitions
+    result = CliRunner().invoke(
+        scoring,
+        [
+            "--rows", "40000", "--features", "4", "--detector", "hbos",
+            "--sample-rows", "5000", "--data-dir", str(tmp_path), "--json",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["rows"], report["features"], report["detector"]) == (40_000, 4, "hbos")
+    runs = [report["pyod"], report["adp_1_workers"], report["adp_2_workers"]]
+    for run in runs:
+        assert 0 < run["score_seconds"] < run["seconds"]
+        assert run["rows_per_second"] == 40_000 / run["seconds"]
+        assert all(v > 10_000_000 for v in run["peak_rss_bytes"].values())
+    assert set(report["adp_2_workers"]["peak_rss_bytes"]) == {"worker-0", "worker-1", "client"}
+    pyod, one, two = (r["seconds"] for r in runs)
+    assert report["speedup_vs_pyod"] == round(pyod / two, 3)
+    assert report["scaling_2_vs_1"] == round(one / two, 3)
+    assert report["score_speedup_vs_pyod"] == round(
+        report["pyod"]["score_seconds"] / report["adp_2_workers"]["score_seconds"], 3
+    )
