@@ -26,6 +26,13 @@ def _rod_scorer(estimator: Any, X_train: np.ndarray) -> Scorer:
     return FrozenRodScorer(estimator, X_train)
 
 
+def _sklearn_iforest_scorer(estimator: Any, X_train: np.ndarray) -> Scorer:
+    """scikit-learn ``IsolationForest``, compiled: the negated ``score_samples``."""
+    from adp.detect.forest import ForestScorer
+
+    return ForestScorer(estimator, pyod_scale=False)
+
+
 _KNN_NOTE = (
     "Rows are scored with decision_function against the fitted rows: a row that was in the "
     "fit sample is its own nearest neighbour (PyOD's decision_scores_ leave it out)."
@@ -206,7 +213,7 @@ _SKLEARN = [
         fit_cost="O(t * s log s), s = max_samples",
         score_cost="O(m * t * log s)",
         deterministic=False,
-        scorer=_sklearn_scorer,
+        scorer=_sklearn_iforest_scorer,
         aliases=("sklearn_iforest",),
         defaults={"n_jobs": 1},
         strategies=("sample", "distributed", "bagging"),

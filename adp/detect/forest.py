@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
+from adp.detect.treescore import CompiledForest, NonFiniteInput, UnsupportedForest
 from adp.errors import DetectorError
 
 _FOREST_PARAMS = ("max_samples", "max_features", "bootstrap", "n_estimators", "random_state")
@@ -116,6 +117,11 @@ def set_offset(
 class ForestScorer:
     """Score rows with a (merged) scikit-learn ``IsolationForest``.
 
+    The forest is compiled (:class:`~adp.detect.treescore.CompiledForest`) when it can be:
+    the same scores, several times faster than ``IsolationForest.score_samples``. Rows
+    with NaN or infinite values, inputs other than numpy arrays and forests that cannot be
+    compiled are scored by scikit-learn.
+
     Parameters
     ----------
     forest : IsolationForest
@@ -123,13 +129,36 @@ class ForestScorer:
     pyod_scale : bool
         ``True``: PyOD ``IForest``'s score, ``-decision_function`` (``offset_`` minus
         ``score_samples``); ``False``: scikit-learn's, negated ``score_samples``.
+    compiled : bool
+        ``False`` always scores with scikit-learn.
+
+    Attributes
+    ----------
+    compiled : CompiledForest or None
+        The compiled forest, ``None`` when it does not apply.
     """
 
-    def __init__(self, forest: IsolationForest, pyod_scale: bool) -> None:
+    def __init__(self, forest: IsolationForest, pyod_scale: bool, compiled: bool = True) -> None:
         self.forest = forest
         self.pyod_scale = pyod_scale
+        self.compiled: CompiledForest | None = None
+        if compiled:
+            try:
+                self.compiled = CompiledForest.from_forest(forest)
+            except UnsupportedForest:
+                self.compiled = None
+
+    def _score_samples(self, X: np.ndarray) -> np.ndarray:
+        """scikit-learn's ``score_samples`` (compiled when possible)."""
+        if self.compiled is not None and isinstance(X, np.ndarray):
+            try:
+                return self.compiled.score_samples(X)
+            except NonFiniteInput:
+                pass
+        return np.asarray(self.forest.score_samples(X), dtype=np.float64)
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
-        if self.pyod_scale:
-            return -np.asarray(self.forest.decision_function(X), dtype=np.float64)
-        return -np.asarray(self.forest.score_samples(X), dtype=np.float64)
+        scores = self._score_samples(X)
+        if self.pyod_scale:  # -decision_function, as scikit-learn and PyOD compute it
+            return -(scores - self.forest.offset_)
+        return -scores
