@@ -89,7 +89,10 @@ def fit_matrix(
     started = time.perf_counter()
     estimator = info.build(params, contamination, n_features=X.shape[1])
     try:
-        estimator.fit(X)
+        if info.fitter is not None:
+            info.fitter(estimator, X)
+        else:
+            estimator.fit(X)
     except (ValueError, TypeError, MemoryError) as exc:
         raise DetectorError(
             f"fitting {info.name!r} on {X.shape[0]} rows x {X.shape[1]} features failed: {exc}"

@@ -162,3 +162,44 @@ class ForestScorer:
         if self.pyod_scale:  # -decision_function, as scikit-learn and PyOD compute it
             return -(scores - self.forest.offset_)
         return -scores
+
+
+def fit_pyod_iforest(estimator: Any, X: np.ndarray) -> Any:
+    """PyOD ``IForest.fit``, with the training rows scored once, by the compiled forest.
+
+    PyOD's fit scores the training rows twice with scikit-learn: inside
+    ``IsolationForest.fit`` for ``offset_`` and again for ``decision_scores_``. Here the
+    forest is grown with ``contamination="auto"`` (no scoring; the trees do not depend on
+    contamination), the rows are scored once, and ``offset_``, ``decision_scores_``,
+    ``threshold_`` and ``labels_`` are set exactly as the two fits set them.
+
+    Parameters
+    ----------
+    estimator : pyod.models.iforest.IForest
+        Unfitted; its parameters are used as given.
+    X : ndarray of shape (n_samples, n_features)
+        The finite training matrix.
+
+    Returns
+    -------
+    IForest
+        ``estimator``, fitted.
+    """
+    X = np.asarray(X)
+    estimator._set_n_classes(None)
+    forest = IsolationForest(
+        n_estimators=estimator.n_estimators,
+        max_samples=estimator.max_samples,
+        contamination="auto",
+        max_features=estimator.max_features,
+        bootstrap=estimator.bootstrap,
+        n_jobs=estimator.n_jobs,
+        random_state=estimator.random_state,
+        verbose=estimator.verbose,
+    ).fit(X)
+    scores = ForestScorer(forest, pyod_scale=False)._score_samples(X)
+    set_offset(forest, [scores], estimator.contamination)
+    estimator.detector_ = forest
+    estimator.decision_scores_ = -(scores - forest.offset_)
+    estimator._process_decision_scores()
+    return estimator

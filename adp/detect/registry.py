@@ -31,6 +31,12 @@ def _sklearn_scorer(estimator: Any, X_train: np.ndarray) -> Scorer:
     return NegatedSklearnScorer(estimator)
 
 
+def _fit_iforest(estimator: Any, X: np.ndarray) -> Any:
+    from adp.detect.forest import fit_pyod_iforest
+
+    return fit_pyod_iforest(estimator, X)
+
+
 def _iforest_scorer(estimator: Any, X_train: np.ndarray) -> Scorer:
     """PyOD ``IForest``: its scikit-learn forest, compiled (same scores as PyOD's)."""
     from adp.detect.forest import ForestScorer
@@ -74,6 +80,9 @@ class DetectorInfo:
         Whether fitting the same sample twice gives the same scores without a seed.
     scorer : callable
         Turns the fitted estimator (and its training matrix) into a scorer.
+    fitter : callable or None
+        Fits the built estimator on the training matrix instead of its own ``fit`` (the
+        same fitted state, obtained faster); ``None`` calls ``estimator.fit(X)``.
     aliases : tuple of str
         Other accepted names.
     extra : str or None
@@ -101,6 +110,7 @@ class DetectorInfo:
     score_cost: str
     deterministic: bool
     scorer: ScorerFactory = _pyod_scorer
+    fitter: Callable[[Any, np.ndarray], Any] | None = None
     aliases: tuple[str, ...] = ()
     extra: str | None = None
     fixed_params: dict[str, Any] = field(default_factory=dict)
@@ -236,6 +246,7 @@ _CORE = [
         score_cost="O(m * t * log s)",
         deterministic=False,
         scorer=_iforest_scorer,
+        fitter=_fit_iforest,
         aliases=("iforest",),
         defaults={"n_jobs": 1},
         strategies=("sample", "distributed", "bagging"),

@@ -216,3 +216,28 @@ def test_fitted_detector_scores_as_pyod(client: Client) -> None:
     pyod = IForest(n_estimators=30, random_state=0, n_jobs=1).fit(X)
     scores = det.decision_function(ddf).compute().sort_index()["score"].to_numpy()
     _assert_same(scores, pyod.decision_function(X))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"random_state": 0},
+        {"random_state": 1, "contamination": 0.03, "max_samples": 100, "max_features": 0.5},
+        {"random_state": 2, "bootstrap": True, "n_estimators": 30},
+    ],
+)
+def test_fast_pyod_fit_equals_pyods_own_fit(params) -> None:
+    from pyod.models.iforest import IForest
+
+    from adp.detect.forest import fit_pyod_iforest
+
+    X = np.random.default_rng(5).normal(size=(3000, 6))
+    expected = IForest(**params).fit(X)
+    got = fit_pyod_iforest(IForest(**params), X)
+    assert got.detector_.offset_ == expected.detector_.offset_
+    np.testing.assert_array_equal(got.decision_scores_, expected.decision_scores_)
+    assert got.threshold_ == expected.threshold_
+    np.testing.assert_array_equal(got.labels_, expected.labels_)
+    np.testing.assert_array_equal(
+        got.decision_function(X[:200]), expected.decision_function(X[:200])
+    )
