@@ -34,10 +34,15 @@ from adp.errors import ConfigError, DataError
 _SPLIT_EVERY = 16
 
 
+#: Computes a pass's small result (a Delayed) before the next pass is built; see
+#: :func:`kth_largest`.
+Step = Callable[[Delayed], Any]
+
+
 class Threshold(Protocol):
     """A rule that turns the score column of a dataset into one global threshold."""
 
-    def resolve(self, scores: dd.Series) -> Delayed: ...
+    def resolve(self, scores: dd.Series, step: Step | None = None) -> Delayed: ...
 
 
 @dataclass(frozen=True)
@@ -59,8 +64,8 @@ class Contamination:
         if not 0 < self.fraction <= 0.5:
             raise ConfigError(f"contamination must be in (0, 0.5], got {self.fraction!r}")
 
-    def resolve(self, scores: dd.Series) -> Delayed:
-        return kth_largest(scores, self.fraction, bins=self.bins)
+    def resolve(self, scores: dd.Series, step: Step | None = None) -> Delayed:
+        return kth_largest(scores, self.fraction, bins=self.bins, step=step)
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,7 @@ class FixedScore:
 
     value: float
 
-    def resolve(self, scores: dd.Series) -> Delayed:
+    def resolve(self, scores: dd.Series, step: Step | None = None) -> Delayed:
         return dask.delayed(float(self.value))
 
 
@@ -184,7 +189,9 @@ def _tree_reduce(items: list[Any], combine: Callable[[Sequence[Any]], Any]) -> D
     return level[0] if isinstance(level[0], Delayed) else dask.delayed(combine)(level)
 
 
-def kth_largest(scores: dd.Series, fraction: float, bins: int = 4096) -> Delayed:
+def kth_largest(
+    scores: dd.Series, fraction: float, bins: int = 4096, step: Step | None = None
+) -> Delayed:
     """The exact ``ceil(fraction * n)``-th largest value of ``scores``, lazily.
 
     Parameters
@@ -195,18 +202,25 @@ def kth_largest(scores: dd.Series, fraction: float, bins: int = 4096) -> Delayed
         Share of rows at or above the returned value (exact when there are no ties).
     bins : int
         Histogram bins; memory per task is ``O(bins)`` plus the values in one bin.
+    step : callable, optional
+        Computes each pass's small result (for example ``lambda d: client.compute(d).result()``)
+        before the next pass is built. Computed in one graph, the passes share the score
+        partitions, so dask keeps every partition in memory until the last pass: fine for
+        scores that are computed anyway, but for scores read back from storage memory then
+        grows with the rows. With ``step``, each pass reads them again and holds nothing.
 
     Returns
     -------
     dask.delayed.Delayed
         Computes to a float.
     """
+    materialise: Step = step or (lambda value: value)
     parts = scores.to_delayed()
-    stats = _tree_reduce([dask.delayed(_stats)(p) for p in parts], _merge_stats)
+    stats = materialise(_tree_reduce([dask.delayed(_stats)(p) for p in parts], _merge_stats))
     lo = dask.delayed(operator.getitem)(stats, 1)
     hi = dask.delayed(operator.getitem)(stats, 2)
     hists = [dask.delayed(_histogram)(p, lo, hi, bins) for p in parts]
-    window = dask.delayed(_locate)(stats, _tree_reduce(hists, _sum_arrays), fraction)
+    window = materialise(dask.delayed(_locate)(stats, _tree_reduce(hists, _sum_arrays), fraction))
     candidates = [dask.delayed(_candidates)(p, window, lo, hi, bins) for p in parts]
     return dask.delayed(_pick)(_tree_reduce(candidates, _merge_candidates), window)
 
@@ -277,16 +291,18 @@ class AutoThreshold:
         if self.factor is not None and not self.factor > 0:
             raise ConfigError(f"the automatic threshold factor must be > 0, got {self.factor!r}")
 
-    def resolve(self, scores: dd.Series) -> Delayed:
+    def resolve(self, scores: dd.Series, step: Step | None = None) -> Delayed:
         if self.method == "mad":
             factor = 3.5 if self.factor is None else float(self.factor)
-            median = kth_largest(scores, 0.5, bins=self.bins)
+            median = kth_largest(scores, 0.5, bins=self.bins, step=step)
+            if step is not None:
+                median = step(median)
             deviation = scores.map_partitions(_abs_deviation, median, meta=scores._meta)
-            mad = kth_largest(deviation, 0.5, bins=self.bins)
+            mad = kth_largest(deviation, 0.5, bins=self.bins, step=step)
             return dask.delayed(_robust_limit)(median, mad, factor)
         factor = 1.5 if self.factor is None else float(self.factor)
-        q3 = kth_largest(scores, 0.25, bins=self.bins)
-        q1 = kth_largest(scores, 0.75, bins=self.bins)
+        q3 = kth_largest(scores, 0.25, bins=self.bins, step=step)
+        q1 = kth_largest(scores, 0.75, bins=self.bins, step=step)
         return dask.delayed(_fence_limit)(q1, q3, factor)
 
 

@@ -59,3 +59,43 @@ def test_contamination_range() -> None:
         Contamination(0.0)
     with pytest.raises(ConfigError):
         Contamination(0.7)
+
+
+_READS: list[int] = []
+
+
+def _read_part(i: int, values: np.ndarray) -> pd.Series:
+    _READS.append(i)
+    return pd.Series(values, name="score")
+
+
+@pytest.mark.parametrize("rule", ["contamination", "mad"])
+def test_stepwise_passes_reread_the_scores_instead_of_holding_them(rule) -> None:
+    # With ``step``, each pass is computed before the next is built, so the partitions are
+    # read again by every pass (nothing is held between passes) and the answer is the same.
+    from adp.detect.threshold import AutoThreshold
+
+    values = np.random.default_rng(7).normal(size=6000)
+    chunks = np.array_split(values, 4)
+    scores = dd.from_delayed(
+        [dask.delayed(_read_part)(i, c) for i, c in enumerate(chunks)],
+        meta=pd.Series(dtype=float, name="score"),
+    )
+    threshold = Contamination(0.05) if rule == "contamination" else AutoThreshold("mad")
+    steps: list[object] = []
+
+    def step(value):
+        steps.append(value)
+        return dask.compute(value, scheduler="sync")[0]
+
+    with dask.config.set(scheduler="sync"):
+        _READS.clear()
+        together = threshold.resolve(scores).compute()
+        reads_together = len(_READS)
+        _READS.clear()
+        stepwise = threshold.resolve(scores, step=step).compute()
+    assert stepwise == together
+    assert reads_together == 4  # one graph: each partition read once, held for all passes
+    passes = 3 if rule == "contamination" else 6  # mad: median, then the deviations' median
+    assert len(_READS) == 4 * passes
+    assert len(steps) == passes - 1
