@@ -11,6 +11,8 @@ from adp.cli import LazyGroup
     cls=LazyGroup,
     lazy={
         "scoring": "adp.bench.scoring:scoring",
+        "kernels": "adp.bench.kernels:kernels",
+        "profile": "adp.bench.profile:profile",
         "accuracy": "adp.bench.accuracy:accuracy",
         "io": "adp.bench.io:io",
         "search": "adp.bench.search:search",
