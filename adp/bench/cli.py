@@ -12,6 +12,7 @@ from adp.cli import LazyGroup
     lazy={
         "scoring": "adp.bench.scoring:scoring",
         "kernels": "adp.bench.kernels:kernels",
+        "outofcore": "adp.bench.outofcore:outofcore",
         "profile": "adp.bench.profile:profile",
         "accuracy": "adp.bench.accuracy:accuracy",
         "io": "adp.bench.io:io",

@@ -1,10 +1,12 @@
 """Running a job spec end to end on a Dask cluster.
 
-Stages (each one task per partition, on the workers):
+Stages (tasks on the workers, one per partition unless said otherwise):
 
 1. **score**: read the source, score every partition with the fitted detector, and stage
    the raw scores (key columns, ``score``) as Parquet beside the output location;
-2. **threshold**: the global threshold from the staged score column (exact, bounded);
+2. **threshold**: the global threshold from the staged score column (exact, bounded): one
+   task per group of staged files (about :data:`THRESHOLD_ROWS` scores), each pass of the
+   rule reading its group again, so worker memory does not grow with the rows;
 3. **flag**: flag (and explain) each staged partition, count precision and recall when a
    truth column is named, and write the final partition;
 4. **commit**: write the manifest and move the staged dataset into place.
@@ -14,14 +16,18 @@ A failure at any stage leaves the output location as it was.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import dask
 import dask.dataframe as dd
+import numpy as np
 import pandas as pd
+from dask.delayed import Delayed
 from distributed import Client
 from rich.console import Console
 
@@ -137,8 +143,61 @@ def _threshold_rule(spec: JobSpec, detector: Detector) -> Threshold:
     return detector.threshold_rule(None)
 
 
+#: Rows of staged scores per task of the threshold passes (8 bytes each).
+THRESHOLD_ROWS = 1_000_000
+
+
 def _read_staged(path: str, storage_options: dict[str, Any] | None) -> pd.DataFrame:
     return pd.read_parquet(path, storage_options=storage_options)
+
+
+def _read_staged_scores(paths: list[str], storage_options: dict[str, Any] | None) -> pd.Series:
+    """The score column of some staged files, end to end (the threshold needs no index)."""
+    values = []
+    for path in paths:
+        frame = pd.read_parquet(path, columns=["score"], storage_options=storage_options)
+        values.append(frame["score"].to_numpy(dtype=np.float64))
+    return pd.Series(np.concatenate(values) if values else np.empty(0), name="score")
+
+
+def _group_parts(parts: list[WrittenPart], rows: int) -> list[list[str]]:
+    """Consecutive staged files in groups of about ``rows`` rows (at least one file each).
+
+    The threshold's graph and its scheduling grow with the number of its partitions; a
+    score is 8 bytes against a whole row of features, so many staged files make one
+    threshold partition.
+    """
+    groups: list[list[str]] = []
+    size = rows
+    for part in parts:
+        if size >= rows:
+            groups.append([])
+            size = 0
+        groups[-1].append(part.path)
+        size += part.rows
+    return groups
+
+
+def _resolve_threshold(
+    rule: Threshold,
+    scores: dd.Series,
+    client: Client,
+    annotate: Callable[[], Any] = contextlib.nullcontext,
+) -> float:
+    """The global threshold of ``rule`` over ``scores``, one pass at a time.
+
+    Each pass's small result (count and range, histogram, ...) is computed before the next
+    pass is built, so every pass reads the staged scores again. In one graph the passes
+    would share the score partitions, and dask would keep every one of them in worker
+    memory until the last pass: memory would grow with the rows. ``annotate`` returns the
+    context manager each pass's graph is submitted in.
+    """
+
+    def step(value: Delayed) -> Any:
+        with annotate():
+            return client.compute(value).result()
+
+    return float(step(rule.resolve(scores, step=step)))
 
 
 def _finish_partition(
@@ -336,9 +395,15 @@ def _execute(
             verify_meta=False,
         )
         rule = _threshold_rule(spec, detector)
-        resolved = rule.resolve(staged["score"])
-        with audit.annotate():
-            threshold = float(c.compute(resolved).result())
+        scores = dd.from_delayed(
+            [
+                dask.delayed(_read_staged_scores)(group, output.storage_options)
+                for group in _group_parts(raw_parts, THRESHOLD_ROWS)
+            ],
+            meta=pd.Series(np.empty(0), name="score"),
+            verify_meta=False,
+        )
+        threshold = _resolve_threshold(rule, scores, c, audit.annotate)
         stage_seconds["threshold"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
