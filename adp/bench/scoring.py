@@ -73,6 +73,11 @@ def make_lake(
     return target
 
 
+def first_file(lake: Path) -> Path:
+    """The first Parquet file of a bench lake."""
+    return sorted(lake.glob("*.parquet"))[0]
+
+
 def _build(detector: str) -> Any:
     from adp.detect.registry import detector_info
 
@@ -86,7 +91,7 @@ def run_pyod(lake: Path, detector: str, sample_rows: int, seed: int = 0) -> Run:
     workers are: both sides are measured in their steady state.
     """
     rng = np.random.default_rng(seed)
-    warm = pd.read_parquet(next(iter(sorted(lake.glob("*.parquet"))))).to_numpy()[:1000]
+    warm = pd.read_parquet(first_file(lake)).to_numpy()[:1000]
     _build(detector).fit(warm).decision_function(warm)
     started = time.perf_counter()
     X = pd.read_parquet(lake).to_numpy(dtype=np.float64)
@@ -101,14 +106,19 @@ def run_pyod(lake: Path, detector: str, sample_rows: int, seed: int = 0) -> Run:
     return Run(seconds, len(X) / seconds, score_seconds, {"process": _peak_rss()})
 
 
-def _warm_workers(client: Any, lake: Path, detector: str) -> None:
-    """Import, fit and score once on every worker, so no timed task pays for compilation."""
-    import adp
+def _warm_fit_and_score(detector: str, X: np.ndarray) -> None:
+    from adp.detect import fitting
+    from adp.detect.registry import detector_info
 
-    warm = adp.create_detector(detector).fit(adp.read(str(lake)), sample_rows=1000)
-    X = np.random.default_rng(0).normal(size=(1000, len(warm.features_)))
+    fitting.fit_matrix(detector_info(detector), {}, 0.1, X).scorer.score_samples(X)
+
+
+def _warm_workers(client: Any, detector: str, features: int) -> None:
+    """Fit and score once on every worker, so no timed task pays for imports or numba
+    compilation (PyOD's HBOS fit, for one, compiles on first use in each process)."""
+    X = np.random.default_rng(0).normal(size=(1000, features))
     futures = [
-        client.submit(warm.scorer_.score_samples, X, workers=[address], pure=False)
+        client.submit(_warm_fit_and_score, detector, X, workers=[address], pure=False)
         for address in client.scheduler_info(n_workers=-1)["workers"]
     ]
     client.gather(futures)
@@ -119,7 +129,7 @@ def run_adp(lake: Path, detector: str, sample_rows: int, workers: int, seed: int
     import adp
 
     with adp.connect(n_workers=workers, threads_per_worker=1, install_plugins=False) as client:
-        _warm_workers(client, lake, detector)
+        _warm_workers(client, detector, len(pd.read_parquet(first_file(lake)).columns))
         started = time.perf_counter()
         ddf = adp.read(str(lake))
         det = adp.create_detector(detector).fit(ddf, sample_rows=sample_rows, random_state=seed)
