@@ -59,9 +59,14 @@ def connect(address: str | None = None, **local_cluster_kwargs: Any) -> Client:
     }
     options.update(local_cluster_kwargs)
     install_plugins = bool(options.pop("install_plugins", cfg.install_plugins))
+    environ = {
+        **dask.config.get("distributed.nanny.pre-spawn-environ", {}),
+        **{k: str(v) for k, v in cfg.worker_environ.items()},
+    }
     # Client() without an address owns the LocalCluster it starts: closing the client
-    # closes the cluster too.
-    client = Client(**options)
+    # closes the cluster too. The nannies read pre-spawn-environ when they are created.
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        client = Client(**options)
     if install_plugins:
         _install_plugins(client)
     return client

@@ -35,6 +35,7 @@ class ClusterSettings(_Section):
     memory_limit: str | int | None = Field("auto", alias="memory-limit")
     dashboard_address: str | None = Field(":0", alias="dashboard-address")
     install_plugins: bool = Field(True, alias="install-plugins")
+    worker_environ: dict[str, str] = Field(default_factory=dict, alias="worker-environ")
 
 
 class FitSettings(_Section):

@@ -34,3 +34,20 @@ def test_alert_rules_use_adp_metric_names() -> None:
     rules = _docs(CLUSTER / "monitoring" / "alerts.yaml")[0]["spec"]["groups"][0]["rules"]
     for rule in rules:
         assert "adp_" in rule["expr"] and "_total" in rule["expr"]
+
+
+def test_local_workers_and_pods_keep_freed_memory_for_reuse(client) -> None:
+    # adp.connect starts its workers with adp.cluster.worker-environ over distributed's
+    # pre-spawn environment (which must still apply), and the pods' config says the same.
+    import os
+
+    from adp.config import settings
+
+    wanted = settings().cluster.worker_environ
+    assert wanted["MALLOC_TRIM_THRESHOLD_"] == str(1 << 30)
+    seen = client.run(lambda: {k: os.environ.get(k) for k in (*wanted, "OMP_NUM_THREADS")})
+    for environ in seen.values():
+        assert environ == {**wanted, "OMP_NUM_THREADS": "1"}
+    config = yaml.safe_load((CLUSTER / "dask.yaml").read_text())
+    pods = config["distributed"]["nanny"]["pre-spawn-environ"]
+    assert {k: pods[k] for k in wanted} == wanted
