@@ -11,22 +11,13 @@ batch). A kernel is ADP's default only where this benchmark shows it faster.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 import click
 import numpy as np
 
-
-def best_seconds(run: Callable[[], Any], repeats: int) -> float:
-    """The fastest of ``repeats`` timed calls of ``run``."""
-    best = float("inf")
-    for _ in range(max(1, repeats)):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
-    return best
+from adp.bench.measure import best_of
 
 
 def measure_hbos(
@@ -49,9 +40,9 @@ def measure_hbos(
     scorer = HbosScorer(model)
     model.decision_function(X[:1000])
     scorer.score_samples(X[:1000])
-    pyod_seconds = best_seconds(lambda: model.decision_function(X), repeats)
-    compiled_seconds = best_seconds(lambda: scorer.score_samples(X), repeats)
-    diff = float(np.max(np.abs(scorer.score_samples(X) - model.decision_function(X))))
+    pyod_seconds, expected = best_of(lambda: model.decision_function(X), repeats)
+    compiled_seconds, got = best_of(lambda: scorer.score_samples(X), repeats)
+    diff = float(np.max(np.abs(got - expected)))
     return {
         "pyod_seconds": pyod_seconds,
         "compiled_seconds": compiled_seconds,
@@ -88,8 +79,8 @@ def measure_threshold(
     everything = np.concatenate([p.to_numpy() for p in parts])
     expected = float(np.partition(everything, rows - k)[rows - k])
     assert passes() == expected
-    passes_seconds = best_seconds(passes, repeats)
-    partition_seconds = best_seconds(lambda: np.partition(everything, rows - k), repeats)
+    passes_seconds, _ = best_of(passes, repeats)
+    partition_seconds, _ = best_of(lambda: np.partition(everything, rows - k), repeats)
     return {
         "passes_seconds": passes_seconds,
         "np_partition_seconds": partition_seconds,
@@ -117,20 +108,19 @@ def _ecdf(method: str, **kwargs: Any) -> dict[str, Any]:
     return result
 
 
+def measure_forest(**kwargs: Any) -> dict[str, Any]:
+    """scikit-learn's isolation-forest traversal against the compiled one."""
+    from adp.bench.kernels_forest import measure_forest as measure
+
+    return measure(**kwargs)
+
+
 KERNELS: dict[str, Callable[..., dict[str, Any]]] = {
-    "isolation_forest": lambda **kw: _load("adp.bench.kernels_forest:measure_forest")(**kw),
+    "isolation_forest": measure_forest,
     "ecod": measure_ecod,
     "copod": measure_copod,
     "hbos": measure_hbos,
 }
-
-
-def _load(target: str) -> Callable[..., dict[str, Any]]:
-    import importlib
-
-    module, _, name = target.partition(":")
-    measure: Callable[..., dict[str, Any]] = getattr(importlib.import_module(module), name)
-    return measure
 
 
 @click.command("kernels")

@@ -14,19 +14,11 @@ pipeline.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-
-def _best(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    best, result = float("inf"), None
-    for _ in range(max(1, repeats)):
-        started = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - started)
-    return best, result
+from adp.bench.measure import best_of
 
 
 def _data(rows: int, features: int, sample_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +79,7 @@ def measure_ecdf(
     scorer.score_samples(X[:10])
     first_call = time.perf_counter() - started
 
-    compiled_seconds, compiled = _best(lambda: scorer.score_samples(X), repeats)
+    compiled_seconds, compiled = best_of(lambda: scorer.score_samples(X), repeats)
     result: dict[str, Any] = {
         "rows": rows,
         "features": features,
@@ -104,7 +96,7 @@ def measure_ecdf(
         "max_abs_difference": None,
     }
     if numpy:
-        numpy_seconds, reference = _best(
+        numpy_seconds, reference = best_of(
             lambda: scorer.reference_dimension_scores(X).sum(axis=1), repeats
         )
         result["numpy_seconds"] = round(numpy_seconds, 4)
@@ -115,7 +107,7 @@ def measure_ecdf(
         from pyod.models.ecod import ECOD
 
         model = (ECOD() if method == "ecod" else COPOD()).fit(sample)
-        pyod_seconds, _ = _best(lambda: model.decision_function(X), repeats)
+        pyod_seconds, _ = best_of(lambda: model.decision_function(X), repeats)
         result["pyod_seconds"] = round(pyod_seconds, 4)
         result["compiled_vs_pyod"] = round(pyod_seconds / compiled_seconds, 2)
     return result

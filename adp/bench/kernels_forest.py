@@ -8,24 +8,15 @@ load from numba's cache), reported apart, is not timed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
+from adp.bench.measure import best_of
 from adp.detect.treescore import CompiledForest
 
 FIT_ROWS = 100_000
-
-
-def _best_seconds(run: Callable[[], Any], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(max(1, repeats)):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def measure_forest(
@@ -65,9 +56,9 @@ def measure_forest(
     started = time.perf_counter()
     compiled.score_samples(X[:1])
     first_call = time.perf_counter() - started
-    sklearn_seconds = _best_seconds(lambda: forest.score_samples(X), repeats)
-    compiled_seconds = _best_seconds(lambda: compiled.score_samples(X), repeats)
-    diff = np.max(np.abs(compiled.score_samples(X) - forest.score_samples(X)), initial=0.0)
+    sklearn_seconds, expected = best_of(lambda: forest.score_samples(X), repeats)
+    compiled_seconds, got = best_of(lambda: compiled.score_samples(X), repeats)
+    diff = np.max(np.abs(got - expected), initial=0.0)
     return {
         "rows": rows,
         "features": features,

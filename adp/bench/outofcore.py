@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from adp.bench.scoring import _peak_rss, make_lake
+from adp.bench.measure import current_rss, peak_rss, warm_workers
+from adp.bench.scoring import make_lake
 
 if TYPE_CHECKING:
     from adp.jobs.spec import JobSpec
@@ -86,18 +87,6 @@ class OutOfCoreRun:
     partitions: int = 0
 
 
-def _current_rss() -> int:
-    """Current resident memory of this process in bytes (VmRSS), 0 when unknown."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 class RssSampler:
     """Sample this process's resident memory in a background thread.
 
@@ -116,17 +105,17 @@ class RssSampler:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            self.max_bytes = max(self.max_bytes, _current_rss())
+            self.max_bytes = max(self.max_bytes, current_rss())
 
     def __enter__(self) -> RssSampler:
-        self.start_bytes = self.max_bytes = _current_rss()
+        self.start_bytes = self.max_bytes = current_rss()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.max_bytes = max(self.max_bytes, _current_rss())
+        self.max_bytes = max(self.max_bytes, current_rss())
 
     @property
     def growth_bytes(self) -> int:
@@ -145,20 +134,6 @@ def _spill_totals(dask_worker: Any) -> tuple[int, int]:
     return int(metrics.get(("disk-write", "bytes"), 0)), int(
         metrics.get(("disk-write", "count"), 0)
     )
-
-
-def _warm_worker(detector: str, features: int) -> None:
-    """Import the job's modules on a worker and fit and score a tiny array, so that the
-    timed run pays neither for imports nor for just-in-time compilation."""
-    import numpy as np
-
-    import adp.jobs.runner  # noqa: F401
-    from adp.detect.registry import detector_info
-
-    X = np.random.default_rng(0).normal(size=(512, features))
-    model = detector_info(detector).build({}, 0.1)
-    model.fit(X)
-    model.decision_function(X)
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -254,7 +229,7 @@ def run_outofcore(
     ):
         client.wait_for_workers(workers)
         if warm:
-            client.run(_warm_worker, detector, features)
+            warm_workers(client, detector, features)
         output = scratch / "scores"
         spec = _job_spec(lake, output, detector, sample_rows, contamination)
         audit = AuditLog(f"sqlite:///{scratch / 'audit.db'}", state_dir=scratch)
@@ -264,14 +239,14 @@ def run_outofcore(
             result = run_job(spec, client=client, show_progress=False, audit_log=audit)
             seconds = time.perf_counter() - started
         after = client.run(_spill_totals)
-        worker_peaks = client.run(_peak_rss)
+        worker_peaks = client.run(peak_rss)
         if not output.exists():
             raise RuntimeError(f"the job did not commit its output at {output}")
     if result.rows != rows:
         raise RuntimeError(f"the job scored {result.rows} rows, expected {rows}")
     names = {address: f"worker-{i}" for i, address in enumerate(sorted(worker_peaks))}
     peaks = {names[a]: int(v) for a, v in worker_peaks.items()}
-    peaks["client"] = _peak_rss()
+    peaks["client"] = peak_rss()
     spilled = {names[a]: after[a][0] - before.get(a, (0, 0))[0] for a in after}
     writes = {names[a]: after[a][1] - before.get(a, (0, 0))[1] for a in after}
     return OutOfCoreRun(

@@ -10,7 +10,6 @@ with one thread each; every run fits a new model, so no task result is reused.
 from __future__ import annotations
 
 import json
-import resource
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 import click
 import numpy as np
 import pandas as pd
+
+from adp.bench.measure import peak_rss, warm_workers
 
 FILE_ROWS = 125_000
 
@@ -36,18 +37,6 @@ class Run:
     rows_per_second: float
     score_seconds: float
     peak_rss_bytes: dict[str, int] = field(default_factory=dict)
-
-
-def _peak_rss() -> int:
-    """Peak resident memory of this process (VmHWM; ru_maxrss as a fallback)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def make_lake(
@@ -103,25 +92,7 @@ def run_pyod(lake: Path, detector: str, sample_rows: int, seed: int = 0) -> Run:
     score_seconds = time.perf_counter() - scoring
     np.sum(scores >= np.quantile(scores, 0.9))
     seconds = time.perf_counter() - started
-    return Run(seconds, len(X) / seconds, score_seconds, {"process": _peak_rss()})
-
-
-def _warm_fit_and_score(detector: str, X: np.ndarray) -> None:
-    from adp.detect import fitting
-    from adp.detect.registry import detector_info
-
-    fitting.fit_matrix(detector_info(detector), {}, 0.1, X).scorer.score_samples(X)
-
-
-def _warm_workers(client: Any, detector: str, features: int) -> None:
-    """Fit and score once on every worker, so no timed task pays for imports or numba
-    compilation (PyOD's HBOS fit, for one, compiles on first use in each process)."""
-    X = np.random.default_rng(0).normal(size=(1000, features))
-    futures = [
-        client.submit(_warm_fit_and_score, detector, X, workers=[address], pure=False)
-        for address in client.scheduler_info(n_workers=-1)["workers"]
-    ]
-    client.gather(futures)
+    return Run(seconds, len(X) / seconds, score_seconds, {"process": peak_rss()})
 
 
 def run_adp(lake: Path, detector: str, sample_rows: int, workers: int, seed: int = 0) -> Run:
@@ -129,7 +100,7 @@ def run_adp(lake: Path, detector: str, sample_rows: int, workers: int, seed: int
     import adp
 
     with adp.connect(n_workers=workers, threads_per_worker=1, install_plugins=False) as client:
-        _warm_workers(client, detector, len(pd.read_parquet(first_file(lake)).columns))
+        warm_workers(client, detector, len(pd.read_parquet(first_file(lake)).columns))
         started = time.perf_counter()
         ddf = adp.read(str(lake))
         det = adp.create_detector(detector).fit(ddf, sample_rows=sample_rows, random_state=seed)
@@ -138,9 +109,9 @@ def run_adp(lake: Path, detector: str, sample_rows: int, workers: int, seed: int
         finished = time.perf_counter()
         assert flagged > 0
         rows = det.n_rows_seen_
-        rss = client.run(_peak_rss)
+        rss = client.run(peak_rss)
     peaks = {f"worker-{i}": v for i, v in enumerate(rss.values())}
-    peaks["client"] = _peak_rss()
+    peaks["client"] = peak_rss()
     seconds = finished - started
     return Run(seconds, rows / seconds, finished - scoring, peaks)
 
