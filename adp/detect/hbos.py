@@ -50,6 +50,8 @@ def _hbos_scores(
         total = 0.0
         for f in range(n_features):
             x = X[r, f]
+            if not np.isfinite(x):  # checked here, not in a separate pass over X
+                raise ValueError("HBOS cannot score NaN or infinite values")
             e = edges[f]
             b = _digitize_right(e, inverse_width[f], x)
             if b == 0:  # at or below the first edge
@@ -107,8 +109,6 @@ class HbosScorer:
             raise ValueError(
                 f"expected {self.edges_.shape[0]} features, got an array of shape {X.shape}"
             )
-        if not np.isfinite(X).all():
-            raise ValueError("HBOS cannot score NaN or infinite values")
         return _hbos_scores(
             X, self.edges_, self.inverse_width_, self.log_density_, self.lowest_, self.tol_
         )
