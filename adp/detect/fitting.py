@@ -162,7 +162,9 @@ def _grow_part(
 
 
 def _part_scores(merged: Any, parts: list[pd.DataFrame], features: list[str]) -> np.ndarray:
-    return np.asarray(merged.score_samples(_matrix(parts, features)), dtype=np.float64)
+    # scikit-learn's score_samples, compiled when the forest allows it (identical scores).
+    scorer = forest.ForestScorer(merged, pyod_scale=False)
+    return -scorer.score_samples(_matrix(parts, features))
 
 
 def _finish_forest(
