@@ -89,9 +89,8 @@ def _where_clause(source: Any, filters: Sequence[Any], where: str) -> sa.ColumnE
 def _dtype_for(column: Any) -> Any:
     kind = column.type
     nullable = getattr(column, "nullable", True) is not False
-    try:
-        python = kind.python_type
-    except NotImplementedError:
+    python = _python_type(column)
+    if python is None:
         return None
     if python is bool:
         return object if nullable else bool
@@ -310,6 +309,8 @@ def _default_index(source: Any, where: str) -> str:
 
 
 def _python_type(column: Any) -> type | None:
+    """The column type's Python type; ``None`` for types that have none (SQLAlchemy's
+    ``TypeEngine.python_type`` raises NotImplementedError for those, e.g. ``NullType``)."""
     try:
         return column.type.python_type
     except NotImplementedError:
