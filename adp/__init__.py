@@ -12,33 +12,56 @@ The public API is imported lazily, so ``import adp`` stays cheap::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from adp.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "connect": "adp.cluster",
-    "read": "adp.io.read",
-    "create_detector": "adp.detect.detector",
-    "Detector": "adp.detect.detector",
-    "Contamination": "adp.detect.threshold",
-    "FixedScore": "adp.detect.threshold",
-    "JobSpec": "adp.jobs.spec",
-    "run_job": "adp.jobs.runner",
-    "settings": "adp.config",
-    "profile": "adp.io.profile",
-    "to_xarray": "adp.io.arrays_out",
-    "search": "adp.search.api",
-}
+__all__ = [
+    "Contamination",
+    "Detector",
+    "FixedScore",
+    "JobSpec",
+    "__version__",
+    "connect",
+    "create_detector",
+    "models",
+    "profile",
+    "read",
+    "run_job",
+    "search",
+    "settings",
+    "to_xarray",
+]
 
-# Subpackages reachable as attributes without importing them first (``adp.models.list()``).
-_SUBMODULES = ("models",)
+__getattr__, _dir = lazy_exports(
+    __name__,
+    {
+        "connect": "adp.cluster.connect",
+        "read": "adp.io.read",
+        "create_detector": "adp.detect.detector",
+        "Detector": "adp.detect.detector",
+        "Contamination": "adp.detect.threshold",
+        "FixedScore": "adp.detect.threshold",
+        "JobSpec": "adp.jobs.spec",
+        "run_job": "adp.jobs.runner",
+        "settings": "adp.config",
+        "profile": "adp.io.profile",
+        "to_xarray": "adp.io.arrays_out",
+        "search": "adp.tuning.api",
+        # a subpackage reachable as an attribute without importing it first
+        "models": "adp.models:",
+    },
+)
 
-__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
+
+def __dir__() -> list[str]:
+    return __all__
+
 
 if TYPE_CHECKING:  # pragma: no cover
-    from adp.cluster import connect as connect
+    from adp.cluster.connect import connect as connect
     from adp.config import settings as settings
     from adp.detect.detector import Detector as Detector
     from adp.detect.detector import create_detector as create_detector
@@ -49,19 +72,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from adp.io.read import read as read
     from adp.jobs.runner import run_job as run_job
     from adp.jobs.spec import JobSpec as JobSpec
-    from adp.search.api import search as search
-
-
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f"adp.{name}")
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'adp' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+    from adp.tuning.api import search as search

@@ -28,7 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 import adp
-from adp.demo import generate
+from adp.jobs.demo_lake import generate
 
 lake = Path(os.environ.get("ADP_DEMO_LAKE", "data/demo-lake"))
 if not any(lake.glob("*.parquet")):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from adp.cli import LazyGroup
+from adp.clitools import LazyGroup
 
 
 @click.group(
@@ -13,12 +13,12 @@ from adp.cli import LazyGroup
         "scoring": "adp.bench.scoring:scoring",
         "kernels": "adp.bench.kernels:kernels",
         "outofcore": "adp.bench.outofcore:outofcore",
-        "profile": "adp.bench.profile:profile",
+        "profile": "adp.bench.hotspots:profile",
         "accuracy": "adp.bench.accuracy:accuracy",
-        "io": "adp.bench.io:io",
-        "search": "adp.bench.search:search",
-        "selection": "adp.bench.search:selection",
-        "plugins": "adp.observe.bench:plugins",
+        "io": "adp.bench.reading:io",
+        "search": "adp.bench.tuning:search",
+        "selection": "adp.bench.tuning:selection",
+        "plugins": "adp.bench.plugins:plugins",
     },
 )
 def bench() -> None:

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from adp.errors import ConfigError, DataError, SourceError
-from adp.io.paths import check_allowed, check_storage_options, is_local, local_path
 from adp.io.s3 import remote_errors
+from adp.paths import check_allowed, check_storage_options, is_local, local_path
 
 ArrayFormat = Literal["netcdf", "zarr"]
 ARRAY_FORMATS: tuple[str, ...] = ("netcdf", "zarr")

@@ -11,8 +11,8 @@ import fsspec
 from adp.errors import AdpError, ConfigError, DataError, SourceError
 from adp.io.footers import check_footers, read_footers
 from adp.io.hive import prune
-from adp.io.paths import check_allowed, check_storage_options
 from adp.io.s3 import remote_errors
+from adp.paths import check_allowed, check_storage_options
 
 LakeFormat = Literal["parquet", "csv", "json"]
 LAKE_FORMATS: tuple[str, ...] = ("parquet", "csv", "json")
@@ -146,7 +146,7 @@ def read_lake(
     storage_options : dict, optional
         fsspec options for remote stores, for example ``{"key": ..., "secret": ...,
         "client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}``. Endpoints are
-        checked with :func:`adp.io.paths.check_storage_options` before anything connects.
+        checked with :func:`adp.paths.check_storage_options` before anything connects.
     **options
         ``validate`` (Parquet, default True): read every file's footer on the workers
         first, so that a corrupt file or a schema drift fails now, naming the file; set

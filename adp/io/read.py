@@ -23,8 +23,8 @@ FORMATS = ("parquet", "csv", "json", "sql", "netcdf", "zarr")
 
 def source_kind(uri: str, format: str | None = None) -> str:
     """``"sql"``, ``"array"`` or ``"lake"``: which reader ``uri`` goes to."""
+    from adp.db import is_sql_url
     from adp.io.arrays import array_format
-    from adp.io.sqlbase import is_sql_url
 
     if format == "sql" or (format is None and is_sql_url(uri)):
         return "sql"

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from adp.errors import AccessDeniedError, AdpError, SourceError
-from adp.io.paths import is_local
+from adp.paths import is_local
 
 
 def endpoint_of(storage_options: Mapping[str, Any] | None) -> str | None:

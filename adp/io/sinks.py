@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from dask.delayed import Delayed
 
 from adp.errors import OutputExistsError
-from adp.io.paths import check_allowed, check_storage_options, is_local, local_path
+from adp.paths import check_allowed, check_storage_options, is_local, local_path
 
 MANIFEST = "_adp_manifest.json"
 Mode = Literal["error", "overwrite"]

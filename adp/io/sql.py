@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from adp.db import connect_error, engine_for, parse_url, safe_url
 from adp.errors import ConfigError, DataError, SourceError
 from adp.io.sql_write import write_table
-from adp.io.sqlbase import connect_error, engine_for, parse_url, safe_url
 
 __all__ = ["read_sql", "write_table"]
 

@@ -21,8 +21,8 @@ import dask.dataframe as dd
 import pandas as pd
 import sqlalchemy as sa
 
+from adp.db import check_identifier, connect_error, engine_for, parse_url, safe_url
 from adp.errors import ConfigError, DataError, OutputExistsError, SourceError
-from adp.io.sqlbase import check_identifier, connect_error, engine_for, parse_url, safe_url
 
 WriteMode = Literal["error", "overwrite", "upsert"]
 _PART = "_adp_part"

@@ -46,12 +46,12 @@ def run_demo(
     progress: bool = True,
 ) -> Any:
     """Generate the demo lake, then run ``spec`` on it and write the report."""
-    from adp.cli import _run_and_report
-    from adp.demo import generate
+    from adp.jobs.console import run_and_report
+    from adp.jobs.demo_lake import generate
 
     lake = generate(spec.source.uri, sensors=sensors, days=days)
     click.echo(
         f"demo lake: {lake.rows:,} rows in {lake.files} files at {lake.path} "
         f"({lake.injected:,} injected anomalies)"
     )
-    return _run_and_report(spec, scheduler=scheduler, report_path=None, progress=progress)
+    return run_and_report(spec, scheduler=scheduler, report_path=None, progress=progress)

@@ -108,7 +108,7 @@ def _check_table_target(url: str, table: str, mode: str) -> None:
     """Refuse, before any work, to write into an existing table unless told how."""
     import sqlalchemy as sa
 
-    from adp.io.sqlbase import check_identifier, engine_for
+    from adp.db import check_identifier, engine_for
 
     check_identifier(table)
     engine = engine_for(url)

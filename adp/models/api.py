@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from adp.detect.detector import Detector
 from adp.errors import ConfigError, ModelIntegrityError, NotFittedError
-from adp.models.catalog import (
+from adp.models.metadata import (
     Catalog,
     ModelVersion,
     check_model_name,
@@ -83,7 +83,7 @@ def parse_ref(ref: str) -> tuple[str, int | str]:
 
 
 class ModelRegistry:
-    """A model registry: a :class:`~adp.models.catalog.Catalog` plus an artifact store.
+    """A model registry: a :class:`~adp.models.metadata.Catalog` plus an artifact store.
 
     Parameters
     ----------
@@ -263,7 +263,7 @@ def _defaults(url: str | None, store: str | None) -> tuple[str, str]:
     state_dir = Path(cfg.state_dir).expanduser()
     url = url or cfg.models.url or f"sqlite:///{(state_dir / 'models.db').resolve()}"
     store = store or cfg.models.store or str((state_dir / "models").resolve())
-    from adp.io.paths import is_local, local_path
+    from adp.paths import is_local, local_path
 
     if is_local(store):
         store = str(local_path(store).resolve())

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from adp.cli import fail_cleanly
+from adp.clitools import fail_cleanly
 
 
 def _registry(url: str | None, store: str | None) -> Any:

@@ -129,7 +129,7 @@ def fingerprint_source(
 ) -> str:
     """The fingerprint of a job's source: from its file listing when ``uri`` names files,
     else (SQL tables and other sources) from the frame itself."""
-    from adp.io.paths import protocol_of
+    from adp.paths import protocol_of
 
     if protocol_of(uri) in ("file", "local", "s3", "gs", "gcs", "abfs", "az", "memory"):
         try:

@@ -12,8 +12,9 @@ Importing this package is cheap; each name loads its module on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from adp.lazy import lazy_exports
 
 __all__ = [
     "AuditLog",
@@ -25,29 +26,21 @@ __all__ = [
     "report_client",
 ]
 
-_HOMES = {
-    "AuditLog": "adp.observe.audit",
-    "AuditRecord": "adp.observe.records",
-    "VerificationResult": "adp.observe.records",
-    "audited": "adp.observe.audit",
-    "install": "adp.observe.plugins",
-    "report": "adp.observe.events",
-    "report_client": "adp.observe.events",
-}
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "AuditLog": "adp.observe.audit",
+        "AuditRecord": "adp.observe.records",
+        "VerificationResult": "adp.observe.records",
+        "audited": "adp.observe.audit",
+        "install": "adp.observe.plugins",
+        "report": "adp.observe.events",
+        "report_client": "adp.observe.events",
+    },
+)
 
 if TYPE_CHECKING:
     from adp.observe.audit import AuditLog, audited
     from adp.observe.events import report, report_client
     from adp.observe.plugins import install
     from adp.observe.records import AuditRecord, VerificationResult
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'adp.observe' has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 import adp
+from adp.db import engine_for
 from adp.errors import (
     AccessDeniedError,
     ConfigError,
@@ -22,11 +23,10 @@ from adp.errors import (
     SourceError,
     SpecError,
 )
-from adp.io.paths import check_storage_options
 from adp.io.sql import write_table
 from adp.io.sql_write import table_rows
-from adp.io.sqlbase import engine_for
 from adp.io.validate import apply_missing_policy
+from adp.paths import check_storage_options
 
 FAST_FAIL = {"config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2}}
 

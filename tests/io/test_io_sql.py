@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 import adp
+from adp.db import engine_for
 from adp.io.sql import read_sql, write_table
 from adp.io.sql_write import _write_stage, table_rows
-from adp.io.sqlbase import engine_for
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -184,7 +184,7 @@ def test_module_functions_use_the_configured_registry(tmp_path, fitted):
 
 
 def test_artifacts_round_trip_through_s3(tmp_path, fitted, small_ddf):
-    from adp.bench.io import start_moto
+    from adp.bench.reading import start_moto
     from adp.models.api import ModelRegistry
 
     server, s3 = start_moto()

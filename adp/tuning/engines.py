@@ -6,7 +6,7 @@ Which engine runs a search (``engine="auto"``):
   budget*. That is exactly what it was built for: one graph in which each (candidate, fold)
   pair is a task, the folds are split once and cached beside the data, and the data is one
   graph key that each worker fetches once. ``RandomizedSearchCV`` is not used: candidates are
-  drawn by :mod:`adp.search.space` for every engine (so a ``random_state`` names the same
+  drawn by :mod:`adp.tuning.space` for every engine (so a ``random_state`` names the same
   candidates whichever engine runs them), and ``GridSearchCV`` evaluates that explicit list
   as one-point grids. dask-ml records a failed fit only as ``error_score=nan``; the trial
   estimator therefore reports its exception through the scheduler's event log
@@ -15,7 +15,7 @@ Which engine runs a search (``engine="auto"``):
   dask-ml submits its whole graph and waits for all of it: there is no deadline and no way
   to keep finished trials while cancelling the rest, which ``time_budget`` needs. Nor does
   it fit unsupervised selection, which needs every candidate's scores on the same rows and
-  then a criterion computed across candidates (:mod:`adp.search.selection`), done here in
+  then a criterion computed across candidates (:mod:`adp.tuning.selection`), done here in
   one more task so the score arrays never leave the cluster.
 
 At the time budget the client cancels every unfinished trial future
@@ -46,9 +46,9 @@ from distributed import Client, Future, wait
 from sklearn.base import BaseEstimator
 
 from adp.detect.sampling import uniform_sample
-from adp.search.selection import judge
-from adp.search.space import Candidate
-from adp.search.trials import (
+from adp.tuning.selection import judge
+from adp.tuning.space import Candidate
+from adp.tuning.trials import (
     SearchData,
     TrialOutcome,
     build_search_data,
@@ -75,7 +75,7 @@ def place_sample(
     Returns
     -------
     future : distributed.Future
-        Resolves to a :class:`~adp.search.trials.SearchData`; trials take it as an argument,
+        Resolves to a :class:`~adp.tuning.trials.SearchData`; trials take it as an argument,
         so the sample is never shipped with a task.
     size, total : int
         Rows in the sample and in the dataset.

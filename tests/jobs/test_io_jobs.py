@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import adp
-from adp.io.sqlbase import engine_for
+from adp.db import engine_for
 from adp.jobs.spec import JobSpec
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

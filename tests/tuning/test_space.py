@@ -7,7 +7,7 @@ from scipy import stats
 from sklearn.model_selection import ParameterGrid
 
 from adp.errors import ConfigError
-from adp.search.space import DEFAULT_DETECTORS, DEFAULT_RANGES, draw_candidates
+from adp.tuning.space import DEFAULT_DETECTORS, DEFAULT_RANGES, draw_candidates
 
 
 def _runnable(candidates):

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
 from adp.errors import ConfigError, SourceError
-from adp.io.paths import check_allowed, check_host
+from adp.paths import check_allowed, check_host
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _ENGINES: dict[str, Engine] = {}

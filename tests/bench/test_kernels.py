@@ -7,8 +7,8 @@ import json
 
 from click.testing import CliRunner
 
+from adp.bench.hotspots import profile
 from adp.bench.kernels import kernels
-from adp.bench.profile import profile
 
 
 def test_kernels_report_equal_scores_and_both_timings() -> None:

@@ -9,14 +9,14 @@ import pytest
 from scipy.stats import rankdata, spearmanr
 
 from adp.errors import ConfigError
-from adp.search.selection import (
+from adp.tuning.selection import (
     criterion,
     judge,
     model_centrality,
     spearman_matrix,
     top_consensus,
 )
-from adp.search.trials import TrialOutcome
+from adp.tuning.trials import TrialOutcome
 
 
 def _candidates(rng: np.random.Generator, n_rows: int = 2000) -> np.ndarray:

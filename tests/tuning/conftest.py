@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import dask.dataframe as dd
-import numpy as np
-import pandas as pd
 import pytest
 
 
@@ -30,19 +27,3 @@ def missing_extra_detector(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     )
     monkeypatch.setitem(registry._DETECTORS, name, info)
     yield name
-
-
-def labelled_frame(rows: int = 3000, features: int = 5, seed: int = 0) -> pd.DataFrame:
-    """Gaussian rows with 6% anomalies shifted away from the bulk; ``label`` is 1 for them."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(rows, features))
-    y = (rng.random(rows) < 0.06).astype(np.int64)
-    X[y == 1] += rng.normal(3.0, 0.5, size=(int(y.sum()), features))
-    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(features)])
-    frame["label"] = y
-    return frame
-
-
-@pytest.fixture(scope="session")
-def labelled() -> dd.DataFrame:
-    return dd.from_pandas(labelled_frame(), npartitions=4)

@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from adp.bench.io import io
+from adp.bench.reading import io
 
 
 def test_bench_io_measures_every_source_on_1_and_2_workers(client, pg_url):

@@ -1,10 +1,10 @@
 """``adp.search``: find a good detector and its hyperparameters on the cluster.
 
 A search draws one uniform sample of the data on the workers, places it on every worker,
-then runs one task per candidate (see :mod:`adp.search.engines` for which engine runs them
+then runs one task per candidate (see :mod:`adp.tuning.engines` for which engine runs them
 and why). With ``label=`` each candidate is cross-validated against the labels; without,
 candidates are compared with each other by an unsupervised criterion
-(:mod:`adp.search.selection`). The winner is refitted the ordinary way
+(:mod:`adp.tuning.selection`). The winner is refitted the ordinary way
 (:meth:`adp.Detector.fit`) and can be registered with :mod:`adp.models`.
 """
 
@@ -24,13 +24,13 @@ from distributed import Client
 from adp.detect.detector import Detector, create_detector
 from adp.detect.features import resolve_features
 from adp.errors import ConfigError, DataError
-from adp.search.engines import Engine, label_counts, place_sample, run_dask_ml, run_futures
-from adp.search.selection import CRITERIA, DEFAULT_CRITERION, criterion
-from adp.search.space import Strategy, draw_candidates
-from adp.search.trials import SUPERVISED_METRICS, TrialOutcome, contamination_of
+from adp.tuning.engines import Engine, label_counts, place_sample, run_dask_ml, run_futures
+from adp.tuning.selection import CRITERIA, DEFAULT_CRITERION, criterion
+from adp.tuning.space import Strategy, draw_candidates
+from adp.tuning.trials import SUPERVISED_METRICS, TrialOutcome, contamination_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from adp.models.catalog import ModelVersion
+    from adp.models.metadata import ModelVersion
 
 LEADERBOARD_COLUMNS = [
     "trial",
@@ -243,7 +243,7 @@ def search(
     space : str, list or mapping, optional
         Detectors and parameter ranges, e.g. ``["isolation_forest", "one_class_svm"]`` or
         ``{"isolation_forest": {"n_estimators": [100, 200], "max_features":
-        scipy.stats.uniform(0.5, 0.5)}}``; see :mod:`adp.search.space`. Default: the
+        scipy.stats.uniform(0.5, 0.5)}}``; see :mod:`adp.tuning.space`. Default: the
         standard detectors with their default ranges. Unavailable detectors become
         ``skipped`` rows.
     label : str, optional
@@ -275,7 +275,7 @@ def search(
     refit : bool
         Fit the winner on ``ddf`` (same sample size and seed) before returning.
     engine : {"auto", "futures", "dask-ml"}
-        See :mod:`adp.search.engines`.
+        See :mod:`adp.tuning.engines`.
     client : distributed.Client, optional
         Default: the current client (:func:`distributed.get_client`).
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 import adp
-from adp.demo import generate
 from adp.errors import ConfigError
+from adp.jobs.demo_lake import generate
 
 REPO = Path(__file__).resolve().parents[2]
 

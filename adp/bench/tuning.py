@@ -7,7 +7,7 @@
     the speed-up. Both see the same sample and folds, so their scores must agree.
 ``adp bench selection``
     :func:`selection_table` asks, on the shared ODDS datasets: how often does the
-    unsupervised pick (:mod:`adp.search.selection`) beat the median candidate, and a default
+    unsupervised pick (:mod:`adp.tuning.selection`) beat the median candidate, and a default
     isolation forest, judged by the true labels the pick never saw?
 """
 
@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from distributed import Client
 
-from adp.search.space import Candidate, draw_candidates
-from adp.search.trials import SearchData, run_trial
+from adp.tuning.space import Candidate, draw_candidates
+from adp.tuning.trials import SearchData, run_trial
 
 BENCH_SPACE: dict[str, Any] = {
     "isolation_forest": {"n_estimators": {"randint": [200, 260]}, "max_samples": [256]},
@@ -262,8 +262,8 @@ def _evaluate(
     import dask.dataframe as dd
     from sklearn.metrics import roc_auc_score
 
-    from adp.search.engines import place_sample, run_futures
-    from adp.search.selection import criterion
+    from adp.tuning.engines import place_sample, run_futures
+    from adp.tuning.selection import criterion
 
     ddf = dd.read_parquet(str(path))
     features = [c for c in ddf.columns if c != "label"]

@@ -2,7 +2,7 @@
 
 Everything here is module-level and pickles by reference, so a trial is one small task
 whose only large input is the sample, already held by every worker (see
-:func:`adp.search.engines.place_sample`). A trial never raises: whatever goes wrong while
+:func:`adp.tuning.engines.place_sample`). A trial never raises: whatever goes wrong while
 fitting or scoring one candidate becomes a ``failed`` outcome carrying the error, so one
 bad candidate cannot stop the search.
 """
@@ -20,7 +20,7 @@ import pandas as pd
 from adp.detect.features import feature_matrix
 from adp.detect.scorers import Scorer
 from adp.errors import DataError
-from adp.search.space import Candidate
+from adp.tuning.space import Candidate
 
 SUPERVISED_METRICS: tuple[str, ...] = ("roc_auc", "average_precision", "f1")
 """Metrics that need a label column; all are higher-is-better."""
@@ -91,7 +91,7 @@ class TrialOutcome:
     ``status`` is ``"ok"``, ``"failed"`` (the candidate raised; ``error`` says what),
     ``"skipped"`` (the detector is not available here) or ``"cancelled"`` (the time budget
     ran out first). ``score`` is the metric (mean over folds) for a labelled search, or the
-    unsupervised criterion once :mod:`adp.search.selection` has filled it in.
+    unsupervised criterion once :mod:`adp.tuning.selection` has filled it in.
     """
 
     trial: int

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from adp.errors import SpecError
-from adp.search.api import SearchResult, search
+from adp.tuning.api import SearchResult, search
 
 if TYPE_CHECKING:  # pragma: no cover
     from adp.jobs.spec import JobSpec

@@ -1,0 +1,109 @@
+"""The job commands: ``adp run``, ``adp demo`` and ``adp search``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from adp.clitools import fail_cleanly
+from adp.jobs.spec import JobSpec
+
+
+@click.command("run")
+@click.argument("job", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--scheduler", metavar="ADDRESS", help="Scheduler address (overrides the spec).")
+@click.option(
+    "--report", "report_path", type=click.Path(path_type=Path), help="Write the HTML report here."
+)
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@fail_cleanly
+def run(job: Path, scheduler: str | None, report_path: Path | None, progress: bool) -> None:
+    """Run the job spec JOB (YAML): fit, score, threshold, write, report."""
+    from adp.jobs.console import run_and_report
+
+    spec = JobSpec.from_yaml(job)
+    run_and_report(spec, scheduler=scheduler, report_path=report_path, progress=progress)
+
+
+@click.command("demo")
+@click.option(
+    "--data",
+    "data_dir",
+    default="data/demo-lake",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Where to write the demo lake.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="out/demo",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Where the scores and the report go.",
+)
+@click.option("--sensors", default=50, show_default=True, help="Sensors in the fleet.")
+@click.option("--days", default=14, show_default=True, help="Days of 5-minute readings.")
+@click.option("--workers", default=2, show_default=True, help="Local worker processes.")
+@click.option(
+    "--scheduler", metavar="ADDRESS", help="Use this scheduler instead of a LocalCluster."
+)
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@fail_cleanly
+def demo(
+    data_dir: Path,
+    out_dir: Path,
+    sensors: int,
+    days: int,
+    workers: int,
+    scheduler: str | None,
+    progress: bool,
+) -> None:
+    """Generate a sensor-fleet lake with injected anomalies, score it, and write a report."""
+    from adp.jobs.demo import demo_spec, run_demo
+
+    spec = demo_spec(data_dir, out_dir, workers=workers)
+    run_demo(spec, sensors=sensors, days=days, scheduler=scheduler, progress=progress)
+
+
+def _client(spec: JobSpec, scheduler: str | None) -> Any:
+    from adp.cluster import cluster_for
+
+    return cluster_for(
+        scheduler or spec.cluster.address,
+        n_workers=spec.cluster.n_workers,
+        threads_per_worker=spec.cluster.threads_per_worker,
+        memory_limit=spec.cluster.memory_limit,
+    )
+
+
+@click.command("search")
+@click.argument("job", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--scheduler", metavar="ADDRESS", help="Scheduler address (overrides the spec).")
+@click.option("--json", "as_json", is_flag=True, help="Print the leaderboard as JSON lines.")
+@fail_cleanly
+def search(job: Path, scheduler: str | None, as_json: bool) -> None:
+    """Search detectors and hyperparameters as JOB's 'search:' section says.
+
+    Prints the leaderboard, best first, and registers the winner when the section has
+    'register: {name: ...}'.
+    """
+    from rich.console import Console
+
+    from adp.jobs.search import run_search_job
+
+    spec = JobSpec.from_yaml(job)
+    if spec.search is None:
+        raise click.UsageError(f"{job} has no 'search:' section")
+    console = Console(stderr=as_json)
+    with _client(spec, scheduler) as client:
+        result = run_search_job(spec, client, console=console)
+    if as_json:
+        for record in result.leaderboard.to_dict(orient="records"):
+            click.echo(json.dumps(record, default=str))
+
+
+__all__ = ["demo", "run", "search"]

@@ -1,0 +1,32 @@
+"""Distributed model and hyperparameter search: the engine behind :func:`adp.search`.
+
+Modules: :mod:`~adp.tuning.space` (search spaces, candidates), :mod:`~adp.tuning.trials`
+(one trial, on a worker), :mod:`~adp.tuning.engines` (futures or dask-ml, on the cluster),
+:mod:`~adp.tuning.selection` (label-free criteria) and :mod:`~adp.tuning.api`
+(:func:`search`, :class:`SearchResult`). The package knows nothing of job specs: the
+``search:`` section of a job lives in :mod:`adp.jobs.search`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from adp.lazy import lazy_exports
+
+__all__ = ["Candidate", "SearchResult", "draw_candidates", "search"]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "search": "adp.tuning.api",
+        "SearchResult": "adp.tuning.api",
+        "draw_candidates": "adp.tuning.space",
+        "Candidate": "adp.tuning.space",
+    },
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from adp.tuning.api import SearchResult as SearchResult
+    from adp.tuning.api import search as search
+    from adp.tuning.space import Candidate as Candidate
+    from adp.tuning.space import draw_candidates as draw_candidates
