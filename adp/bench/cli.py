@@ -16,9 +16,9 @@ from adp.clitools import LazyGroup
         "profile": "adp.bench.hotspots:profile",
         "accuracy": "adp.bench.accuracy:accuracy",
         "io": "adp.bench.reading:io",
-        "search": "adp.bench.tuning:search",
-        "selection": "adp.bench.tuning:selection",
-        "plugins": "adp.bench.plugins:plugins",
+        "search": "adp.bench.model_search:search",
+        "selection": "adp.bench.model_search:selection",
+        "plugins": "adp.bench.plugin_overhead:plugins",
     },
 )
 def bench() -> None:

@@ -17,7 +17,7 @@ events (sent by :func:`adp.observe.events.report` on workers and
 ``flush_interval`` seconds on a dedicated thread, and ``close()`` writes what is left.
 
 No worker plugin is needed: worker-side figures travel as events on each worker's existing
-batched stream to the scheduler (see :mod:`adp.bench.plugins` for the measured cost), and
+batched stream to the scheduler (see :mod:`adp.bench.plugin_overhead` for the measured cost), and
 the counts stay exact without a flush delay on the workers.
 
 Graph audits are best effort by necessity (a scheduler hook cannot refuse a graph without

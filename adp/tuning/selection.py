@@ -27,7 +27,7 @@ ranking of the rows agrees with the others is more likely to be good.
     all the others put far out back into the bulk. This pseudo-ground-truth variant is
     ADP's; it is evaluated beside MC by ``adp bench selection``, not taken from the paper.
 
-Caveats, from the same paper and from :func:`adp.bench.tuning.selection_table`: the
+Caveats, from the same paper and from :func:`adp.bench.model_search.selection_table`: the
 criteria reward agreement, not accuracy. A space crowded with one family (say twenty
 isolation forests) pulls the centre toward it, and on data where most candidates fail the
 same way, the consensus is confidently wrong. The paper reports that consensus-based

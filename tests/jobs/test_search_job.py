@@ -102,7 +102,7 @@ def test_adp_search_command(client, labelled, tmp_path):
 
 
 def test_bench_search_runs_the_same_trials_both_ways(client):
-    from adp.bench.tuning import bench_search
+    from adp.bench.model_search import bench_search
 
     space = {"isolation_forest": {"n_estimators": {"randint": [20, 30]}}}
     result = bench_search(
@@ -124,7 +124,7 @@ def test_bench_search_runs_the_same_trials_both_ways(client):
 
 
 def test_selection_table_on_an_odds_dataset(client, odds_dir):
-    from adp.bench.tuning import selection_table
+    from adp.bench.model_search import selection_table
 
     table = selection_table(
         odds_dir,
@@ -144,7 +144,7 @@ def test_selection_table_on_an_odds_dataset(client, odds_dir):
 
 
 def test_adp_bench_selection_command(client, odds_dir):
-    from adp.bench.tuning import selection
+    from adp.bench.model_search import selection
 
     args = ["--odds", str(odds_dir), "--dataset", "breastw", "--trials", "2", "--repeats", "1"]
     result = CliRunner().invoke(

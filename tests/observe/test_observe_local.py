@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from distributed import Client, LocalCluster
 from prometheus_client.parser import text_string_to_metric_families
 
-from adp.bench.plugins import plugins
+from adp.bench.plugin_overhead import plugins
 from adp.observe.audit import AuditLog
 from adp.observe.events import report
 from adp.observe.plugins import PLUGIN_NAME, AdpSchedulerPlugin, install

@@ -26,7 +26,7 @@ from distributed import Client
 from observe_helpers import require_tool
 from prometheus_client.parser import text_string_to_metric_families
 
-from adp.bench.plugins import _partition, _score
+from adp.bench.plugin_overhead import _partition, _score
 from adp.observe.audit import AuditLog
 from adp.observe.events import report, report_client
 from adp.observe.plugins import install
