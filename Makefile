@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 PIN    := -c constraints.txt
 
-.PHONY: run test lint clean ci-deps
+.PHONY: run test test-fast lint clean ci-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ ci-deps:
 
 test: lint ci-deps
 	$(BIN)/python -m pytest
+
+# The developer's loop: every test not marked slow (CI runs them all through `make test`).
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow"
 
 clean:
 	rm -rf $(VENV) .adp out data/demo-lake .pytest_cache .mypy_cache .ruff_cache

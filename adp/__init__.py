@@ -7,7 +7,7 @@ The public API is imported lazily, so ``import adp`` stays cheap::
     client = adp.connect()                      # a LocalCluster, or a scheduler address
     ddf = adp.read("data/lake/")                # a lazy dask DataFrame
     det = adp.create_detector("iforest", contamination=0.05).fit(ddf)
-    scored = det.score(ddf, key=["sensor_id", "ts"])
+    scored = det.detect(ddf, key=["sensor_id", "ts"])
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from adp.lazy import lazy_exports
 __version__ = "0.1.0"
 
 __all__ = [
+    "BaseDetector",
     "Contamination",
     "Detector",
+    "EnsembleDetector",
     "FixedScore",
     "JobSpec",
     "__version__",
@@ -42,6 +44,8 @@ __getattr__, _dir = lazy_exports(
         "read": "adp.io.read",
         "create_detector": "adp.detect.detector",
         "Detector": "adp.detect.detector",
+        "BaseDetector": "adp.detect.detector",
+        "EnsembleDetector": "adp.detect.detector",
         "Contamination": "adp.detect.threshold",
         "FixedScore": "adp.detect.threshold",
         "JobSpec": "adp.jobs.spec",
@@ -63,7 +67,9 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from adp.cluster.connect import connect as connect
     from adp.config import settings as settings
+    from adp.detect.detector import BaseDetector as BaseDetector
     from adp.detect.detector import Detector as Detector
+    from adp.detect.detector import EnsembleDetector as EnsembleDetector
     from adp.detect.detector import create_detector as create_detector
     from adp.detect.threshold import Contamination as Contamination
     from adp.detect.threshold import FixedScore as FixedScore

@@ -54,3 +54,8 @@ class ModelNotFoundError(AdpError, LookupError):
 
 class ModelIntegrityError(AdpError, ValueError):
     """A model artifact does not match the SHA-256 the registry recorded; it is not loaded."""
+
+
+class BenchmarkError(AdpError, RuntimeError):
+    """A benchmark's own self-check failed (results disagree, rows went missing): its
+    figures would mean nothing, so none are reported."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -47,8 +47,16 @@ def local_path(uri: str) -> Path:
     return Path(os.path.expanduser(uri))
 
 
-def check_allowed(uri: str) -> None:
+def check_allowed(uri: str, *, also: Sequence[str | os.PathLike[str]] = ()) -> None:
     """Refuse ``uri`` when ``adp.io.allowed-roots`` is set and no root contains it.
+
+    Parameters
+    ----------
+    uri : str
+        A local path or fsspec URL.
+    also : sequence of paths
+        Locations allowed besides the configured roots when those are set: ADP's state
+        directory, for its own databases (audit log, model registry).
 
     Raises
     ------
@@ -58,12 +66,13 @@ def check_allowed(uri: str) -> None:
     roots = settings().io.allowed_roots
     if not roots:
         return
+    candidates = [*roots, *(os.fspath(extra) for extra in also)]
     if is_local(uri):
         target = str(local_path(uri).resolve())
-        resolved = [str(local_path(r).resolve()) for r in roots if is_local(r)]
+        resolved = [str(local_path(r).resolve()) for r in candidates if is_local(r)]
     else:
         target = str(uri)
-        resolved = [r for r in roots if not is_local(r)]
+        resolved = [r for r in candidates if not is_local(r)]
     for root in resolved:
         if target == root or target.startswith(root.rstrip("/") + "/"):
             return

@@ -45,7 +45,7 @@ print(f"{ddf.npartitions} partitions, columns: {list(ddf.columns)}")
 # %%
 detector = adp.create_detector("isolation_forest", contamination=0.03, random_state=0)
 detector.fit(ddf, features=features, sample_rows=50_000)
-scored = detector.score(ddf, key=["sensor_id", "ts"])
+scored = detector.detect(ddf, key=["sensor_id", "ts"])
 result = scored.compute()
 print(f"{len(result):,} rows scored, {int(result['is_anomaly'].sum()):,} flagged")
 

@@ -22,10 +22,8 @@ split with ``RandomState(i)``, standardised features, mean test AUC over seeds).
 from __future__ import annotations
 
 import json
-import time
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,8 @@ import click
 import dask
 import numpy as np
 import pandas as pd
+
+from adp.bench.measure import cluster, timed
 
 DEFAULT_DETECTORS = (
     "isolation_forest",
@@ -154,7 +154,7 @@ def adp_scores(
     det.fit(train, sample_rows=len(X_train), random_state=random_state)
     target = train if X_score is X_train else _frame(X_score, npartitions)
     scored = det.decision_function(target).compute().sort_index()
-    return scored["score"].to_numpy(), det
+    return scored.to_numpy(), det
 
 
 def pyod_scores(
@@ -215,24 +215,6 @@ def _published_protocol_auc(
     return float(np.mean(adp_aucs)), float(np.mean(pyod_aucs))
 
 
-@contextmanager
-def _cluster(client: Any) -> Iterator[Any]:
-    """The given client; else one to the configured scheduler; else a 2-worker LocalCluster."""
-    if client is not None:
-        yield client
-        return
-    import dask.config
-
-    from adp.cluster import connect
-
-    if dask.config.get("scheduler-address", None):
-        with connect() as c:
-            yield c
-        return
-    with connect(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0") as c:
-        yield c
-
-
 def bench_accuracy(
     datasets: Sequence[str] | None = None,
     detectors: Sequence[str] | None = None,
@@ -283,7 +265,7 @@ def bench_accuracy(
     detectors = [detector_info(d).name for d in (detectors or DEFAULT_DETECTORS)]
     published = published_figures(odds_dir)
     rows = []
-    with _cluster(client), warnings.catch_warnings():
+    with cluster(client, reuse_configured=True), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for dataset in datasets:
             X, y = load_dataset(odds_dir, dataset)
@@ -299,12 +281,10 @@ def bench_accuracy(
                         }
                     )
                     continue
-                started = time.perf_counter()
-                adp_s, _ = adp_scores(detector, X, X, npartitions, random_state)
-                adp_seconds = time.perf_counter() - started
-                started = time.perf_counter()
-                ref, train = pyod_scores(detector, X, X, random_state)
-                pyod_seconds = time.perf_counter() - started
+                with timed() as adp_timer:
+                    adp_s, _ = adp_scores(detector, X, X, npartitions, random_state)
+                with timed() as pyod_timer:
+                    ref, train = pyod_scores(detector, X, X, random_state)
                 adp_auc, pyod_auc = _auc(y, adp_s), _auc(y, ref)
                 deterministic = detector_info(detector).deterministic
                 tolerance = DETERMINISTIC_TOLERANCE if deterministic else SEEDED_TOLERANCE
@@ -328,8 +308,8 @@ def bench_accuracy(
                     "pyod_train_auc": _auc(y, train),
                     **figures,
                     "note": _note(detector, adp_auc, figures, int((~np.isfinite(adp_s)).sum())),
-                    "adp_seconds": adp_seconds,
-                    "pyod_seconds": pyod_seconds,
+                    "adp_seconds": adp_timer.seconds,
+                    "pyod_seconds": pyod_timer.seconds,
                 }
                 if published_protocol and not np.isnan(figures["pyod-benchmark-2024"]):
                     adp_p, pyod_p = _published_protocol_auc(detector, X, y, npartitions, seeds)
@@ -372,7 +352,7 @@ def bench_auto_threshold(
         "contamination=0.1": from_spec(contamination=0.1),
     }
     rows = []
-    with _cluster(client), warnings.catch_warnings():
+    with cluster(client, reuse_configured=True), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for dataset in datasets:
             X, y = load_dataset(odds_dir, dataset)
@@ -383,10 +363,10 @@ def bench_auto_threshold(
                 det = create_detector(detector, **_params(detector, random_state))
                 det.fit(ddf, sample_rows=len(y), random_state=random_state)
                 scored = det.decision_function(ddf).persist()
-                scores = scored["score"].compute().sort_index().to_numpy()
+                scores = scored.compute().sort_index().to_numpy()
                 if not np.isfinite(scores).all():  # PCA on constant columns: infinite scores
                     continue
-                resolved = dask.compute(*[r.resolve(scored["score"]) for r in rules.values()])
+                resolved = dask.compute(*[r.resolve(scored) for r in rules.values()])
                 for rule_name, threshold in zip(rules, map(float, resolved), strict=True):
                     flagged = scores >= threshold
                     hits = int((flagged & (y == 1)).sum())

@@ -4,7 +4,7 @@ Three ways to score the same new rows with a model fitted on the same sample:
 
 - ``numpy``: :meth:`FrozenEcdfScorer.reference_dimension_scores` summed per row (the
   implementation before the compiled kernel: two ``searchsorted`` per feature);
-- ``compiled``: :meth:`FrozenEcdfScorer.score_samples` (the numba kernel ADP ships);
+- ``compiled``: :meth:`FrozenEcdfScorer.decision_function` (the numba kernel ADP ships);
 - ``pyod``: PyOD's own ``decision_function`` (which re-fits on the sample plus the rows).
 
 No dask here: these are the per-partition costs. ``adp bench scoring`` measures the whole
@@ -13,12 +13,12 @@ pipeline.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 
-from adp.bench.measure import best_of
+from adp.bench.measure import best_of, timed
+from adp.errors import ConfigError
 
 
 def _data(rows: int, features: int, sample_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,28 +66,31 @@ def measure_ecdf(
         (the first compiled call in this process: compilation, or loading numba's cache),
         ``model_build_seconds`` (fit, the same as rebuilding the index on unpickling),
         ``max_abs_difference`` (compiled against NumPy) and the parameters.
+
+    Raises
+    ------
+    adp.errors.ConfigError
+        For a ``method`` other than ``"ecod"`` or ``"copod"``.
     """
     from adp.detect.ecdf import FrozenEcdfScorer
 
     if method not in ("ecod", "copod"):
-        raise ValueError(f"method must be 'ecod' or 'copod', got {method!r}")
+        raise ConfigError(f"method must be 'ecod' or 'copod', got {method!r}")
     sample, X = _data(rows, features, sample_rows, seed)
-    started = time.perf_counter()
-    scorer = FrozenEcdfScorer(sample, method)  # type: ignore[arg-type]
-    build = time.perf_counter() - started
-    started = time.perf_counter()
-    scorer.score_samples(X[:10])
-    first_call = time.perf_counter() - started
+    with timed() as build:
+        scorer = FrozenEcdfScorer(sample, method)  # type: ignore[arg-type]
+    with timed() as first_call:
+        scorer.decision_function(X[:10])
 
-    compiled_seconds, compiled = best_of(lambda: scorer.score_samples(X), repeats)
+    compiled_seconds, compiled = best_of(lambda: scorer.decision_function(X), repeats)
     result: dict[str, Any] = {
         "rows": rows,
         "features": features,
         "sample_rows": sample_rows,
         "method": method,
         "repeats": repeats,
-        "first_call_seconds": round(first_call, 4),
-        "model_build_seconds": round(build, 4),
+        "first_call_seconds": round(first_call.seconds, 4),
+        "model_build_seconds": round(build.seconds, 4),
         "compiled_seconds": round(compiled_seconds, 4),
         "numpy_seconds": None,
         "pyod_seconds": None,

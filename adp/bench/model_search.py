@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from distributed import Client
 
+from adp.bench.measure import cluster, timed
 from adp.tuning.space import Candidate, draw_candidates
 from adp.tuning.trials import SearchData, run_trial
 
@@ -43,17 +44,6 @@ def _connected(address: str | None) -> Iterator[Client | None]:
 
     with connect(address) as client:
         yield client
-
-
-@contextmanager
-def _cluster(client: Client | None, n_workers: int = 2) -> Iterator[Client]:
-    if client is not None:
-        yield client
-        return
-    from adp.cluster import connect
-
-    with connect(n_workers=n_workers, threads_per_worker=1, install_plugins=False) as c:
-        yield c
 
 
 def _synthetic(rows: int, features: int, seed: int) -> pd.DataFrame:
@@ -111,14 +101,14 @@ def _plain_processes(
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=n, mp_context=context) as pool:
         list(pool.map(_warm_process, range(n)))
-        started = time.perf_counter()
-        shares = [
-            pool.submit(_in_plain_process, rows, features, seed, candidates[i::n], cv)
-            for i in range(n)
-        ]
-        for share in shares:
-            share.result()
-        return time.perf_counter() - started
+        with timed() as timer:
+            shares = [
+                pool.submit(_in_plain_process, rows, features, seed, candidates[i::n], cv)
+                for i in range(n)
+            ]
+            for share in shares:
+                share.result()
+        return timer.seconds
 
 
 def bench_search(
@@ -177,36 +167,36 @@ def bench_search(
     task_seconds: dict[str, list[float]] = {engine: [] for engine in engines}
     sequential: list[float] = []
     plain: list[float] = []
-    with _cluster(client) as c:
+    with cluster(client, install_plugins=False) as c:
         workers = len(c.scheduler_info(n_workers=-1)["workers"])
         c.run(_warm)
         _warm()
         for _ in range(max(1, repeats)):
             boards = {}
             for engine in engines:
-                started = time.perf_counter()
-                result = adp.search(
-                    ddf,
-                    BENCH_SPACE if space is None else space,
-                    label="label",
-                    max_trials=n_trials,
-                    cv=cv,
-                    sample_rows=rows,
-                    random_state=random_state,
-                    engine=engine,  # type: ignore[arg-type]
-                    refit=False,
-                    client=c,
-                )
-                timings[engine].append(time.perf_counter() - started)
+                with timed() as timer:
+                    result = adp.search(
+                        ddf,
+                        BENCH_SPACE if space is None else space,
+                        label="label",
+                        max_trials=n_trials,
+                        cv=cv,
+                        sample_rows=rows,
+                        random_state=random_state,
+                        engine=engine,  # type: ignore[arg-type]
+                        refit=False,
+                        client=c,
+                    )
+                timings[engine].append(timer.seconds)
                 boards[engine] = result.leaderboard
                 task_seconds[engine].append(float(result.leaderboard["trial_seconds"].sum()))
             candidates = [
                 Candidate(int(row.trial), row.detector, dict(row.params))
                 for row in boards[engines[0]].itertuples()
             ]
-            started = time.perf_counter()
-            scores = _run_candidates(frame, candidates, cv, random_state)
-            sequential.append(time.perf_counter() - started)
+            with timed() as timer:
+                scores = _run_candidates(frame, candidates, cv, random_state)
+            sequential.append(timer.seconds)
             if plain_processes:
                 plain.append(
                     _plain_processes(rows, features, random_state, candidates, cv, workers)
@@ -335,7 +325,7 @@ def selection_table(
     """
     odds_dir = Path(odds_dir)
     rows = []
-    with _cluster(client) as c:
+    with cluster(client, install_plugins=False) as c:
         for name in _odds_datasets(odds_dir, datasets):
             runs = [
                 _evaluate(

@@ -19,8 +19,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -29,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from adp.bench.measure import current_rss, peak_rss, warm_workers
+from adp.bench.measure import RssSampler, peak_rss, timed, warm_workers
 from adp.bench.scoring import make_lake
+from adp.errors import BenchmarkError
 
 if TYPE_CHECKING:
     from adp.jobs.spec import JobSpec
@@ -85,42 +84,6 @@ class OutOfCoreRun:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     anomalies: int = 0
     partitions: int = 0
-
-
-class RssSampler:
-    """Sample this process's resident memory in a background thread.
-
-    Parameters
-    ----------
-    interval : float
-        Seconds between samples.
-    """
-
-    def __init__(self, interval: float = SAMPLE_INTERVAL) -> None:
-        self.interval = interval
-        self.start_bytes = 0
-        self.max_bytes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="adp-rss-sampler", daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.max_bytes = max(self.max_bytes, current_rss())
-
-    def __enter__(self) -> RssSampler:
-        self.start_bytes = self.max_bytes = current_rss()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.max_bytes = max(self.max_bytes, current_rss())
-
-    @property
-    def growth_bytes(self) -> int:
-        """Largest sample minus the value at the start."""
-        return max(0, self.max_bytes - self.start_bytes)
 
 
 def _spill_totals(dask_worker: Any) -> tuple[int, int]:
@@ -211,6 +174,12 @@ def run_outofcore(
     Returns
     -------
     OutOfCoreRun
+
+    Raises
+    ------
+    adp.errors.BenchmarkError
+        When the job did not commit its output or scored another number of rows than the
+        lake holds: its figures would mean nothing.
     """
     import adp
     from adp.jobs.runner import run_job
@@ -234,16 +203,17 @@ def run_outofcore(
         spec = _job_spec(lake, output, detector, sample_rows, contamination)
         audit = AuditLog(f"sqlite:///{scratch / 'audit.db'}", state_dir=scratch)
         before = client.run(_spill_totals)
-        with RssSampler() as sampler:
-            started = time.perf_counter()
+        with RssSampler(SAMPLE_INTERVAL) as sampler, timed() as timer:
             result = run_job(spec, client=client, show_progress=False, audit_log=audit)
-            seconds = time.perf_counter() - started
+        seconds = timer.seconds
         after = client.run(_spill_totals)
         worker_peaks = client.run(peak_rss)
         if not output.exists():
-            raise RuntimeError(f"the job did not commit its output at {output}")
+            raise BenchmarkError(f"the job did not commit its output at {output}")
     if result.rows != rows:
-        raise RuntimeError(f"the job scored {result.rows} rows, expected {rows}")
+        raise BenchmarkError(
+            f"the job scored {result.rows} rows of the lake {lake}, expected {rows}"
+        )
     names = {address: f"worker-{i}" for i, address in enumerate(sorted(worker_peaks))}
     peaks = {names[a]: int(v) for a, v in worker_peaks.items()}
     peaks["client"] = peak_rss()

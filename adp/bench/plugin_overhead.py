@@ -21,14 +21,14 @@ runs the plugin is installed and unregistered again.
 from __future__ import annotations
 
 import json
-import statistics
 import tempfile
-import time
 from typing import Any
 
 import click
 import numpy as np
 import pandas as pd
+
+from adp.bench.measure import median_and_best, per_call, timed
 
 __all__ = ["bench_plugin_overhead", "plugins"]
 
@@ -40,17 +40,18 @@ def _partition(i: int, rows: int) -> pd.DataFrame:
 
 def _score(pdf: pd.DataFrame, salt: int, emit: bool) -> pd.DataFrame:
     """Score one partition (z-score of ``x``) and, if ``emit``, report its figures."""
-    start = time.perf_counter()
-    x = pdf["x"].to_numpy()
-    score = np.abs((x - x.mean()) / (x.std() + 1e-12))
-    out = pd.DataFrame({"score": score, "is_anomaly": score > 3.0}, index=pdf.index)
+    with timed() as timer:
+        x = pdf["x"].to_numpy()
+        score = np.abs((x - x.mean()) / (x.std() + 1e-12))
+        out = pd.DataFrame({"score": score, "is_anomaly": score > 3.0}, index=pdf.index)
+        flagged = int(out["is_anomaly"].sum())
     if emit:
         from adp.observe.events import report
 
         report(
             rows_scored=len(pdf),
-            anomalies_flagged=int(out["is_anomaly"].sum()),
-            partition_score_seconds=time.perf_counter() - start,
+            anomalies_flagged=flagged,
+            partition_score_seconds=timer.seconds,
         )
     return out
 
@@ -59,10 +60,7 @@ def _time_report_calls(n: int) -> float:
     """Seconds per :func:`report` call, measured inside a task on a worker."""
     from adp.observe.events import report
 
-    start = time.perf_counter()
-    for _ in range(n):
-        report(rows_scored=1, partition_score_seconds=0.001)
-    return (time.perf_counter() - start) / n
+    return per_call(lambda: report(rows_scored=1, partition_score_seconds=0.001), n)
 
 
 def _time_hook_calls(n: int) -> float:
@@ -72,18 +70,15 @@ def _time_hook_calls(n: int) -> float:
 
     plugin = AdpSchedulerPlugin(audit=False)
     msg = {"rows_scored": 200.0, "anomalies_flagged": 3.0, "partition_score_seconds": 0.01}
-    start = time.perf_counter()
-    for _ in range(n):
-        plugin.log_event(TOPIC, msg)
-    return (time.perf_counter() - start) / n
+    return per_call(lambda: plugin.log_event(TOPIC, msg), n)
 
 
 def _run_job(client: Any, frame: Any, salt: int, emit: bool) -> tuple[float, int]:
     meta = pd.DataFrame({"score": pd.Series(dtype="float64"), "is_anomaly": pd.Series(dtype=bool)})
     scored = frame.map_partitions(_score, salt, emit, meta=meta)
-    start = time.perf_counter()
-    flagged = int(client.compute(scored["is_anomaly"].sum()).result())
-    return time.perf_counter() - start, flagged
+    with timed() as timer:
+        flagged = int(client.compute(scored["is_anomaly"].sum()).result())
+    return timer.seconds, flagged
 
 
 def bench_plugin_overhead(
@@ -157,8 +152,9 @@ def bench_plugin_overhead(
                     client.unregister_scheduler_plugin(PLUGIN_NAME)
                 if attempt:  # the first round warms up
                     runs[variant].append(seconds)
-    med = {name: statistics.median(times) for name, times in runs.items()}
-    best = {name: min(times) for name, times in runs.items()}
+    spread = {name: median_and_best(times) for name, times in runs.items()}
+    med = {name: m for name, (m, _) in spread.items()}
+    best = {name: b for name, (_, b) in spread.items()}
     return {
         "partitions": partitions,
         "repeats": repeats,

@@ -7,6 +7,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from adp.bench.measure import cluster, fresh_token, timed
+from adp.errors import ConfigError
+
 
 @dataclass
 class MotoS3:
@@ -76,20 +79,16 @@ def _consume(part: Any, nonce: str) -> Any:
 
 
 def _measure(client: Any, make: Any, workers: list[str], label: str) -> tuple[float, int, int]:
-    import time
-    import uuid
-
     import pandas as pd
 
-    started = time.perf_counter()
-    ddf = make()
-    meta = pd.DataFrame({"rows": pd.Series(dtype="int64"), "total": pd.Series(dtype="float64")})
-    counts = ddf.map_partitions(_consume, uuid.uuid4().hex, meta=meta)
-    future = client.compute(counts, workers=workers, allow_other_workers=False)
-    result = future.result()
-    seconds = time.perf_counter() - started
+    with timed() as timer:
+        ddf = make()
+        meta = pd.DataFrame({"rows": pd.Series(dtype="int64"), "total": pd.Series(dtype="float64")})
+        counts = ddf.map_partitions(_consume, fresh_token(), meta=meta)
+        future = client.compute(counts, workers=workers, allow_other_workers=False)
+        result = future.result()
     del future
-    return seconds, int(result["rows"].sum()), int(ddf.npartitions)
+    return timer.seconds, int(result["rows"].sum()), int(ddf.npartitions)
 
 
 def _pg_reachable(url: str) -> str | None:
@@ -131,6 +130,11 @@ def bench_io(rows: int = 200_000, client: Any = None, *, pg_url: str = PG_URL) -
     pandas.DataFrame
         One row per source and worker count: ``source``, ``workers``, ``rows``,
         ``partitions``, ``seconds``, ``rows_per_s``, ``status``.
+
+    Raises
+    ------
+    adp.errors.ConfigError
+        For fewer ``rows`` than partitions, or a ``client`` with fewer than 2 workers.
     """
     import tempfile
     import uuid
@@ -142,23 +146,16 @@ def bench_io(rows: int = 200_000, client: Any = None, *, pg_url: str = PG_URL) -
     import adp
 
     if rows < _PARTITIONS:
-        raise ValueError(f"rows must be at least {_PARTITIONS}, got {rows}")
+        raise ConfigError(f"rows must be at least {_PARTITIONS} (one per partition), got {rows}")
     frame = _data(rows)
     records: list[dict[str, Any]] = []
     with ExitStack() as stack:
-        if client is None:
-            from distributed.client import default_client
-
-            try:
-                client = default_client()
-            except ValueError:
-                client = stack.enter_context(
-                    adp.connect(n_workers=2, threads_per_worker=1, dashboard_address=":0")
-                )
+        client = stack.enter_context(cluster(client, reuse_current=True))
         workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
         if len(workers) < 2:
-            raise ValueError(
-                f"bench_io needs a cluster with 2 workers, this one has {len(workers)}"
+            raise ConfigError(
+                f"bench_io needs a cluster with 2 workers, the client's has {len(workers)}: "
+                "pass client=None for a new 2-worker LocalCluster"
             )
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="adp-bench-io-"))
         bounds = [i * rows // _PARTITIONS for i in range(_PARTITIONS + 1)]

@@ -1,7 +1,7 @@
-"""The detector catalogue beyond the core eight: PyOD's other classic detectors, scikit-learn's
+"""The detector catalogue: the core eight, PyOD's other classic detectors, scikit-learn's
 outlier detectors and PyOD's torch-based ones (the optional ``adp[deep]`` extra).
 
-Importing this module registers every entry (:mod:`adp.detect.registry` imports it). Every
+:data:`ENTRIES` lists every entry; :mod:`adp.detect.registry` registers them. Every
 registered detector scores a row from the fitted model and the row alone: where PyOD's own
 ``decision_function`` depends on the batch, ADP registers a frozen version (``cof``, ``sod``,
 ``rod``; ``ecod`` and ``copod`` in the registry); the detectors that cannot be made
@@ -16,7 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from adp.detect.registry import DetectorInfo, _sklearn_scorer, register
+from adp.detect.entry import (
+    DetectorInfo,
+    copod_scorer,
+    ecod_scorer,
+    fit_iforest,
+    hbos_scorer,
+    iforest_scorer,
+    sklearn_scorer,
+)
 from adp.detect.scorers import Scorer
 
 
@@ -41,6 +49,96 @@ _FROZEN_NOTE = (
     "ADP's own implementation: neighbours are searched among the training rows only, so a "
     "row's score does not depend on the batch (PyOD's searches the scored batch)."
 )
+
+_CORE = [
+    DetectorInfo(
+        "isolation_forest",
+        "pyod.models.iforest:IForest",
+        "Isolation forest: random axis-parallel splits isolate outliers in few steps.",
+        fit_cost="O(t * s log s), s = max_samples",
+        score_cost="O(m * t * log s)",
+        deterministic=False,
+        scorer=iforest_scorer,
+        fitter=fit_iforest,
+        aliases=("iforest",),
+        defaults={"n_jobs": 1},
+        strategies=("sample", "distributed", "bagging"),
+    ),
+    DetectorInfo(
+        "ecod",
+        "pyod.models.ecod:ECOD",
+        "Empirical-CDF outlier detection: summed tail probabilities per feature.",
+        fit_cost="O(n log n * d)",
+        score_cost="O(m * d * log n)",
+        deterministic=True,
+        scorer=ecod_scorer,
+        notes="Scored against per-feature ECDFs frozen at fit (PyOD re-fits on each batch).",
+    ),
+    DetectorInfo(
+        "copod",
+        "pyod.models.copod:COPOD",
+        "Copula-based outlier detection with empirical copulas.",
+        fit_cost="O(n log n * d)",
+        score_cost="O(m * d * log n)",
+        deterministic=True,
+        scorer=copod_scorer,
+        notes="Scored against per-feature ECDFs frozen at fit (PyOD re-fits on each batch).",
+    ),
+    DetectorInfo(
+        "hbos",
+        "pyod.models.hbos:HBOS",
+        "Histogram-based outlier score: per-feature histogram densities.",
+        fit_cost="O(n * d)",
+        score_cost="O(m * d)",
+        deterministic=True,
+        scorer=hbos_scorer,
+        notes="Scored in one compiled pass (adp.detect.hbos); equal to PyOD's to 1e-12.",
+    ),
+    DetectorInfo(
+        "lof",
+        "pyod.models.lof:LOF",
+        "Local outlier factor: local density relative to the k nearest neighbours.",
+        fit_cost="O(n log n * d) with trees",
+        score_cost="O(m * k * log n)",
+        deterministic=True,
+        notes=(
+            "Rows are scored with decision_function against the fitted rows: a row that was "
+            "in the fit sample is its own nearest neighbour (PyOD's decision_scores_ leave "
+            "it out)."
+        ),
+    ),
+    DetectorInfo(
+        "knn",
+        "pyod.models.knn:KNN",
+        "Distance to the k-th nearest training neighbour.",
+        fit_cost="O(n log n * d) with trees",
+        score_cost="O(m * k * log n)",
+        deterministic=True,
+        notes=(
+            "Rows are scored with decision_function against the fitted rows: a row that was "
+            "in the fit sample is its own nearest neighbour (PyOD's decision_scores_ leave "
+            "it out)."
+        ),
+    ),
+    DetectorInfo(
+        "one_class_svm",
+        "pyod.models.ocsvm:OCSVM",
+        "One-class SVM: a kernel boundary around the normal data.",
+        fit_cost="O(n^2 * d) to O(n^3)",
+        score_cost="O(m * n_support * d)",
+        deterministic=True,
+        aliases=("ocsvm",),
+    ),
+    DetectorInfo(
+        "pca",
+        "pyod.models.pca:PCA",
+        "Principal component analysis: weighted distance in the minor components.",
+        fit_cost="O(n * d^2)",
+        score_cost="O(m * d^2)",
+        deterministic=True,
+    ),
+]
+
 
 _PYOD = [
     DetectorInfo(
@@ -225,7 +323,7 @@ _SKLEARN = [
         fit_cost="O(n log n * d) with trees",
         score_cost="O(m * k * log n)",
         deterministic=True,
-        scorer=_sklearn_scorer,
+        scorer=sklearn_scorer,
         fixed_params={"novelty": True},
         notes=_KNN_NOTE,
     ),
@@ -236,7 +334,7 @@ _SKLEARN = [
         fit_cost="O(n^2 * d) to O(n^3)",
         score_cost="O(m * n_support * d)",
         deterministic=True,
-        scorer=_sklearn_scorer,
+        scorer=sklearn_scorer,
         aliases=("sklearn_ocsvm",),
     ),
     DetectorInfo(
@@ -246,7 +344,7 @@ _SKLEARN = [
         fit_cost="O(n * d * epochs)",
         score_cost="O(m * d)",
         deterministic=False,
-        scorer=_sklearn_scorer,
+        scorer=sklearn_scorer,
         aliases=("sklearn_sgd_ocsvm",),
     ),
     DetectorInfo(
@@ -256,7 +354,7 @@ _SKLEARN = [
         fit_cost="O(n * d^2 + d^3) per C-step",
         score_cost="O(m * d^2)",
         deterministic=False,
-        scorer=_sklearn_scorer,
+        scorer=sklearn_scorer,
     ),
 ]
 
@@ -319,7 +417,7 @@ EXCLUDED: dict[str, str] = {
     "so_gaal/mo_gaal/alad/anogan/ae1svm/devnet": "GPU-oriented deep models, not registered",
 }
 
-for _info in (*_PYOD, *_SKLEARN, *_DEEP):
-    register(_info)
+#: Every entry of the catalogue, in the order they are registered.
+ENTRIES: tuple[DetectorInfo, ...] = (*_CORE, *_PYOD, *_SKLEARN, *_DEEP)
 
-__all__ = ["EXCLUDED"]
+__all__ = ["ENTRIES", "EXCLUDED"]

@@ -134,13 +134,13 @@ class EnsembleScorer:
         """Normalised member scores (rows x members); for ``vote``, each member's 0/1 vote."""
         columns = []
         for scorer, stats in zip(self.scorers, self.stats, strict=True):
-            raw = np.asarray(scorer.score_samples(X), dtype=np.float64)
+            raw = np.asarray(scorer.decision_function(X), dtype=np.float64)
             if self.combination == "vote":
                 columns.append((raw >= stats.vote_threshold).astype(np.float64))
             else:
                 columns.append(stats.normalize(raw, self.normalization))
         return np.column_stack(columns)
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
         """The combined score of each row (higher is more anomalous)."""
         return combine(self.member_scores(X), self.combination, self.groups_)

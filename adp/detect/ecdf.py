@@ -38,8 +38,24 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from numba import njit
 from scipy.stats import skew
+
+from adp.detect import ecdf_reference as reference
+from adp.detect.ecdf_kernels import (
+    CELLS,
+    CENTER,
+    INV_WIDTH,
+    KEY_SCALE,
+    LOG,
+    NB,
+    ORIGIN,
+    PAD,
+    ROWS,
+    SCALE,
+    TAILS,
+    score_kernel,
+)
+from adp.errors import DataError
 
 Method = Literal["ecod", "copod"]
 
@@ -50,13 +66,7 @@ ROWS_PER_BUCKET = 2
 CHUNK_CELLS = 4_194_304
 """Cells (rows x features) the kernels transpose and score at a time (32 MiB)."""
 _CHUNK_ROWS = (16_384, 131_072)  # bounds on the rows of a chunk
-_PAD = 8  # +inf after each sorted column; the first _PAD values of a bucket are scanned
-
-_ROWS, _CELLS, _TAILS = 0, 1, 2  # what a kernel call writes
-
 _STATE = ("method", "n_train_", "skew_sign_", "sorted_columns_", "bucket_maps_")
-# Columns of bucket_maps_: buckets, log (0/1), origin, inverse width, center, scale, K(scale)
-_NB, _LOG, _ORIGIN, _INV_WIDTH, _CENTER, _SCALE, _KEY_SCALE = range(7)
 
 
 def n_buckets(n_train: int) -> int:
@@ -96,12 +106,12 @@ def _bucket_of(x: np.ndarray, bucket_map: np.ndarray) -> np.ndarray:
     The same arithmetic as the kernels (which must agree with it only for speed: they check
     every bucket against the sorted column).
     """
-    nb = bucket_map[_NB]
-    if bucket_map[_LOG]:
-        t = _log_scale(x, bucket_map[_CENTER], bucket_map[_SCALE], bucket_map[_KEY_SCALE])
+    nb = bucket_map[NB]
+    if bucket_map[LOG]:
+        t = _log_scale(x, bucket_map[CENTER], bucket_map[SCALE], bucket_map[KEY_SCALE])
     else:
         t = np.asarray(x, dtype=np.float64)
-    f = (t - bucket_map[_ORIGIN]) * bucket_map[_INV_WIDTH]
+    f = (t - bucket_map[ORIGIN]) * bucket_map[INV_WIDTH]
     return np.where(f < 0, 0, np.where(f < nb, f, nb - 1)).astype(np.int64)
 
 
@@ -147,7 +157,7 @@ def _choose_bucket_map(col: np.ndarray, nb: int) -> np.ndarray:
     best, best_cost = np.array([1, 0, col[0], 0, 0, 0, 0], dtype=np.float64), np.inf
     for candidate in _bucket_maps(col, nb) if nb > 1 else []:
         counts = np.bincount(_bucket_of(col, candidate), minlength=nb).astype(np.float64)
-        cost = float(counts @ counts) / col.size * (2.0 if candidate[_LOG] else 1.0)
+        cost = float(counts @ counts) / col.size * (2.0 if candidate[LOG] else 1.0)
         if cost < best_cost:
             best, best_cost = candidate, cost
     return best
@@ -179,7 +189,9 @@ class FrozenEcdfScorer:
     def __init__(self, X_train: np.ndarray, method: Method) -> None:
         X_train = np.asarray(X_train, dtype=np.float64)
         if X_train.ndim != 2 or X_train.shape[0] == 0:
-            raise ValueError("X_train must be a non-empty 2-D array")
+            raise DataError(
+                f"the ECDF training sample must be a non-empty 2-D array, got shape {X_train.shape}"
+            )
         self.method: Method = method
         self.sorted_columns_ = np.sort(X_train, axis=0).T
         self.n_train_ = int(X_train.shape[0])
@@ -213,7 +225,7 @@ class FrozenEcdfScorer:
         ``bucket_maps`` (from a pickle) saves choosing each feature's map again.
         """
         d, n = self.sorted_columns_.shape
-        padded = np.full((d, n + _PAD), np.inf)
+        padded = np.full((d, n + PAD), np.inf)
         padded[:, :n] = self.sorted_columns_
         self._padded = padded
         self.sorted_columns_ = cols = padded[:, :n]
@@ -231,7 +243,7 @@ class FrozenEcdfScorer:
         self._compiled = bool(np.isfinite(cols).all()) and n < np.iinfo(np.int32).max
         if not self._compiled:
             bucket_maps = np.zeros((d, 7))
-            bucket_maps[:, _NB] = 1
+            bucket_maps[:, NB] = 1
         elif bucket_maps is None or np.shape(bucket_maps) != (d, 7):  # fitting, or an old pickle
             nb = n_buckets(n)
             bucket_maps = np.array(
@@ -244,10 +256,10 @@ class FrozenEcdfScorer:
         self.bucket_maps_ = maps
         # starts[j, b]: the training values of feature j in buckets before b (a prefix of the
         # sorted column, ending between runs of ties since equal values share a bucket)
-        self._starts = np.zeros((d, int(maps[:, _NB].max(initial=1)) + 1), dtype=np.int32)
+        self._starts = np.zeros((d, int(maps[:, NB].max(initial=1)) + 1), dtype=np.int32)
         if self._compiled:
             for j in range(d):
-                nb = int(maps[j, _NB])
+                nb = int(maps[j, NB])
                 counts = np.bincount(_bucket_of(cols[j], maps[j]), minlength=nb)
                 self._starts[j, 1 : nb + 1] = np.cumsum(counts)
         self._lo = cols[:, 0].copy()
@@ -264,18 +276,18 @@ class FrozenEcdfScorer:
         X = np.ascontiguousarray(X, dtype=np.float64)
         d = self.sorted_columns_.shape[0]
         if X.ndim != 2 or X.shape[1] != d:
-            raise ValueError(f"X must be a 2-D array with {d} columns, got shape {X.shape}")
+            raise DataError(f"X must be a 2-D array with {d} columns, got shape {X.shape}")
         return X
 
     # -- scoring -----------------------------------------------------------------------
 
     def _run(self, X: np.ndarray, mode: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         m, d = X.shape
-        rows = np.empty(m if mode == _ROWS else 0)
-        cells = np.empty((m, d) if mode != _ROWS else (0, 0))
-        right = np.empty((m, d) if mode == _TAILS else (0, 0))
+        rows = np.empty(m if mode == ROWS else 0)
+        cells = np.empty((m, d) if mode != ROWS else (0, 0))
+        right = np.empty((m, d) if mode == TAILS else (0, 0))
         chunk = int(np.clip(CHUNK_CELLS // max(d, 1), *_CHUNK_ROWS))
-        _score_kernel(
+        score_kernel(
             X,
             self._padded,
             self._starts,
@@ -314,7 +326,7 @@ class FrozenEcdfScorer:
         X = self._check(X)
         if not self._compiled:
             return self.reference_tail_log_probabilities(X)
-        _, u_left, u_right = self._run(X, _TAILS)
+        _, u_left, u_right = self._run(X, TAILS)
         return u_left, u_right
 
     def dimension_scores(self, X: np.ndarray) -> np.ndarray:
@@ -333,9 +345,9 @@ class FrozenEcdfScorer:
         X = self._check(X)
         if not self._compiled:
             return self.reference_dimension_scores(X)
-        return self._run(X, _CELLS)[1]
+        return self._run(X, CELLS)[1]
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Anomaly scores of ``X`` (higher is more anomalous).
 
         Parameters
@@ -351,9 +363,9 @@ class FrozenEcdfScorer:
         X = self._check(X)
         if not self._compiled:
             return self.reference_dimension_scores(X).sum(axis=1)
-        return self._run(X, _ROWS)[0]
+        return self._run(X, ROWS)[0]
 
-    # -- the NumPy reference -----------------------------------------------------------
+    # -- the NumPy reference (adp.detect.ecdf_reference) --------------------------------
 
     def reference_tail_log_probabilities(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`tail_log_probabilities` with NumPy: two ``searchsorted`` per feature.
@@ -368,18 +380,7 @@ class FrozenEcdfScorer:
         u_left, u_right : ndarray of shape (n_rows, n_features)
             As :meth:`tail_log_probabilities`.
         """
-        X = self._check(X)
-        n = self.n_train_
-        floor = 1.0 / (n + 1)
-        u_left = np.empty_like(X)
-        u_right = np.empty_like(X)
-        for j in range(X.shape[1]):
-            column = self.sorted_columns_[j]
-            below_or_equal = np.searchsorted(column, X[:, j], side="right")
-            above_or_equal = n - np.searchsorted(column, X[:, j], side="left")
-            u_left[:, j] = np.maximum(below_or_equal / n, floor)
-            u_right[:, j] = np.maximum(above_or_equal / n, floor)
-        return -np.log(u_left), -np.log(u_right)
+        return reference.tail_log_probabilities(self.sorted_columns_, self._check(X))
 
     def reference_dimension_scores(self, X: np.ndarray) -> np.ndarray:
         """:meth:`dimension_scores` with NumPy (the definition the compiled path follows).
@@ -394,229 +395,6 @@ class FrozenEcdfScorer:
         ndarray of shape (n_rows, n_features)
             As :meth:`dimension_scores`.
         """
-        u_left, u_right = self.reference_tail_log_probabilities(X)
-        s = self.skew_sign_
-        u_skew = u_left * -1 * np.sign(s - 1) + u_right * np.sign(s + 1)
-        if self.method == "ecod":
-            return np.maximum(u_skew, np.maximum(u_left, u_right))
-        return np.maximum(u_skew, (u_left + u_right) / 2)
-
-
-# -- compiled kernels ------------------------------------------------------------------
-#
-# The index of feature j: ``col = cols[j]``, sorted and padded with +inf; ``starts[j, b]``
-# (b = 0..nb) the number of training values whose bucket is below b. Equal values share a
-# bucket, so a start always falls between runs of ties. For a cell ``x`` and a bucket
-# ``[p, q] = starts[b:b + 2]``, both counts of ``x`` lie in ``[p, q]`` exactly when
-# ``col[p - 1] < x < col[q]`` (the check at ``p = 0`` is vacuous, and col[n] is +inf): the
-# kernels check that, and bisect the whole column for a cell where it fails.
-
-
-@njit(cache=True, nogil=True)
-def _upper_bound(col: np.ndarray, x: float, first: int, last: int) -> int:  # pragma: no cover
-    """The first index in ``[first, last)`` whose value is ``> x`` (``last`` if none)."""
-    base = first
-    length = last - first
-    if length <= 0:
-        return first
-    while length > 1:
-        half = length >> 1
-        base = base + half if col[base + half] <= x else base
-        length -= half
-    return base + 1 if col[base] <= x else base
-
-
-@njit(cache=True, nogil=True)
-def _lower_bound(col: np.ndarray, x: float, first: int, last: int) -> int:  # pragma: no cover
-    """The first index in ``[first, last)`` whose value is ``>= x`` (``last`` if none)."""
-    base = first
-    length = last - first
-    if length <= 0:
-        return first
-    while length > 1:
-        half = length >> 1
-        base = base + half if col[base + half] < x else base
-        length -= half
-    return base + 1 if col[base] < x else base
-
-
-@njit(cache=True, nogil=True)
-def _counts(
-    x: float, col: np.ndarray, n: int, lo: float, hi: float, right_at_lo: int, left_at_hi: int
-) -> tuple[int, int]:  # pragma: no cover
-    """``(#train <= x, #train < x)`` for one cell by bisecting the whole column, exactly."""
-    if x > lo:
-        if x < hi:
-            upper = _upper_bound(col, x, 1, n)  # col[0] = lo < x
-            if col[upper - 1] == x:
-                return upper, _lower_bound(col, x, 1, upper - 1)
-            return upper, upper
-        if x == hi:
-            return n, left_at_hi
-        return n, n
-    if x == lo:
-        return right_at_lo, 0
-    if x < lo:
-        return 0, 0
-    return n, n  # NaN: np.searchsorted places it after every (finite) training value
-
-
-@njit(cache=True, nogil=True)
-def _feature_counts(
-    xs: np.ndarray,
-    scaled: np.ndarray,
-    scaled_keys: np.ndarray,
-    k_right: np.ndarray,
-    k_left: np.ndarray,
-    col: np.ndarray,
-    n: int,
-    starts: np.ndarray,
-    bucket_map: np.ndarray,
-    lo: float,
-    hi: float,
-    right_at_lo: int,
-    left_at_hi: int,
-) -> None:  # pragma: no cover
-    """:func:`_counts` of every value of ``xs`` (one feature), through the bucket index.
-
-    Two passes: the first reads only the bucket index, the second only the sorted column, so
-    that within a pass no read waits for another and the cache misses of many cells overlap.
-    ``scaled`` is scratch space, ``scaled_keys`` the same memory read as int64.
-    """
-    m = xs.shape[0]
-    nb = int(bucket_map[_NB])
-    log_map = bucket_map[_LOG] != 0
-    origin, inv_width = bucket_map[_ORIGIN], bucket_map[_INV_WIDTH]
-    center, scale, key_scale = bucket_map[_CENTER], bucket_map[_SCALE], bucket_map[_KEY_SCALE]
-    if log_map:
-        for i in range(m):
-            scaled[i] = abs(xs[i] - center) + scale
-    for i in range(m):  # each cell's bucket [p, q]; p = -1 outside (lo, hi) and for NaN
-        x = xs[i]
-        if x > lo and x < hi:
-            if log_map:
-                t = float(scaled_keys[i]) - key_scale
-                f = ((t if x >= center else -t) - origin) * inv_width
-            else:
-                f = (x - origin) * inv_width
-            b = 0 if f < 0 else (int(f) if f < nb else nb - 1)
-            k_right[i] = starts[b]
-            k_left[i] = starts[b + 1]
-        else:
-            k_right[i] = -1
-    for i in range(m):
-        x = xs[i]
-        p = k_right[i]
-        q = k_left[i]
-        if p < 0 or (p > 0 and col[p - 1] >= x) or col[q] <= x:
-            # Outside (lo, hi), missing, or put in a neighbouring bucket by rounding
-            k_right[i], k_left[i] = _counts(x, col, n, lo, hi, right_at_lo, left_at_hi)
-            continue
-        # Now col[p - 1] < x < col[q]. Count the first _PAD values of the bucket without
-        # branches (those past q, padding included, are > x and add nothing); bisect the rest
-        # of a larger bucket only when all of them are <= x.
-        upper = p
-        for k in range(_PAD):
-            upper += 1 if col[p + k] <= x else 0
-        if upper == p + _PAD and q > upper:  # (a run of ties often fills its bucket)
-            upper = q if col[q - 1] <= x else _upper_bound(col, x, upper, q)
-        k_right[i] = upper
-        # A tie with x ends at upper - 1 (at upper == p there is none: col[p - 1] < x, and at
-        # upper == 0, col[-1] is the +inf padding), and starts at p when col[p] == x.
-        if col[upper - 1] == x:
-            k_left[i] = p if col[p] == x else _lower_bound(col, x, p, upper - 1)
-        else:
-            k_left[i] = upper
-
-
-@njit(cache=True, nogil=True)
-def _term(
-    k_right: int,
-    k_left: int,
-    table: np.ndarray,
-    left_coef: float,
-    right_coef: float,
-    one_lookup: bool,
-    copod: bool,
-) -> float:  # pragma: no cover
-    """One cell's ECOD or COPOD term from its counts, with the reference's arithmetic."""
-    n = table.shape[0] - 1
-    if one_lookup:
-        return table[min(k_right, n - k_left)]
-    u_left = table[k_right]
-    u_right = table[n - k_left]
-    u_skew = u_left * left_coef + u_right * right_coef
-    if copod:
-        return max(u_skew, (u_left + u_right) / 2)
-    return max(u_skew, max(u_left, u_right))
-
-
-@njit(cache=True, nogil=True)
-def _score_kernel(
-    X: np.ndarray,
-    cols: np.ndarray,
-    starts: np.ndarray,
-    bucket_maps: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
-    right_at_lo: np.ndarray,
-    left_at_hi: np.ndarray,
-    table: np.ndarray,
-    left_coef: np.ndarray,
-    right_coef: np.ndarray,
-    one_lookup: np.ndarray,
-    copod: bool,
-    chunk: int,
-    mode: int,
-    rows: np.ndarray,
-    cells: np.ndarray,
-    right: np.ndarray,
-) -> None:  # pragma: no cover
-    """Score ``X`` chunk by chunk, one feature at a time.
-
-    ``mode`` says what is written: ``_ROWS``, the row sums of the terms into ``rows``;
-    ``_CELLS``, the terms into ``cells``; ``_TAILS``, ``-log`` of the left and right tail
-    probabilities into ``cells`` and ``right``.
-    """
-    m, d = X.shape
-    n = table.shape[0] - 1
-    size = min(m, chunk)
-    block = np.empty((d, size))
-    scaled = np.empty(size)
-    scaled_keys = scaled.view(np.int64)
-    k_right = np.empty(size, dtype=np.int64)
-    k_left = np.empty(size, dtype=np.int64)
-    for first in range(0, m, chunk):
-        c = min(m, first + chunk) - first
-        for i in range(c):  # transpose the chunk: each feature's values contiguous
-            for j in range(d):
-                block[j, i] = X[first + i, j]
-        if mode == _ROWS:
-            rows[first : first + c] = 0.0
-        for j in range(d):
-            _feature_counts(
-                block[j, :c],
-                scaled,
-                scaled_keys,
-                k_right,
-                k_left,
-                cols[j],
-                n,
-                starts[j],
-                bucket_maps[j],
-                lo[j],
-                hi[j],
-                right_at_lo[j],
-                left_at_hi[j],
-            )
-            cl, cr, one = left_coef[j], right_coef[j], one_lookup[j]
-            if mode == _ROWS:
-                for i in range(c):
-                    rows[first + i] += _term(k_right[i], k_left[i], table, cl, cr, one, copod)
-            elif mode == _CELLS:
-                for i in range(c):
-                    cells[first + i, j] = _term(k_right[i], k_left[i], table, cl, cr, one, copod)
-            else:
-                for i in range(c):
-                    cells[first + i, j] = table[k_right[i]]
-                    right[first + i, j] = table[n - k_left[i]]
+        return reference.dimension_scores(
+            self.sorted_columns_, self.skew_sign_, self.method, self._check(X)
+        )

@@ -15,21 +15,32 @@ Two methods, both evaluated only for flagged rows:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+from dask.delayed import Delayed
 
 from adp.detect.features import feature_matrix
 from adp.detect.scorers import Scorer
 from adp.errors import DataError, DetectorError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from adp.detect.detector import Detector
-
 METHODS = ("auto", "native", "ablation")
 _BLOCK_CELLS = 4_000_000  # float64 cells of one ablation block
+
+
+class FittedModel(Protocol):
+    """The public fitted state of a detector that scoring and explaining use
+    (:class:`~adp.detect.base.BaseDetector` provides it)."""
+
+    features_: list[str]
+    scorer_: Scorer
+    reference_: np.ndarray
+
+    def check_fitted(self) -> None: ...
+
+    def model_ref(self) -> Delayed: ...
 
 
 def contributions(
@@ -72,7 +83,7 @@ def _ablation(scorer: Scorer, X: np.ndarray, reference: np.ndarray) -> np.ndarra
     for j in range(n_features):
         ablated[j, :, j] = reference[j]
     stacked = np.vstack([X, ablated.reshape(n_features * n_rows, n_features)])
-    scores = np.asarray(scorer.score_samples(stacked), dtype=np.float64)
+    scores = np.asarray(scorer.decision_function(stacked), dtype=np.float64)
     base, rest = scores[:n_rows], scores[n_rows:].reshape(n_features, n_rows)
     return (base[None, :] - rest).T
 
@@ -127,7 +138,7 @@ def _explain_partition(
 def explain_flagged(
     features_ddf: dd.DataFrame,
     flagged: dd.DataFrame,
-    detector: Detector,
+    detector: FittedModel,
     top_k: int,
     method: str = "auto",
 ) -> dd.DataFrame:
@@ -137,11 +148,14 @@ def explain_flagged(
     ----------
     features_ddf : dask.dataframe.DataFrame
         The rows that were scored, with the detector's feature columns, partitioned like
-        ``flagged`` (the same number of partitions, the same rows in the same order).
+        ``flagged`` (the same number of partitions, the same rows in the same order): the
+        detector's missing-value policy already applied (``detector.prepare(ddf)``).
     flagged : dask.dataframe.DataFrame
         The scored frame: ``score`` and ``is_anomaly`` (and any key columns).
-    detector : Detector
-        The fitted detector that produced the scores.
+    detector : BaseDetector
+        The fitted detector that produced the scores (any object with its public fitted
+        state: ``features_``, ``scorer_``, ``reference_``, ``check_fitted()`` and
+        ``model_ref()``).
     top_k : int
         How many feature names to give per flagged row.
     method : {"auto", "native", "ablation"}
@@ -153,7 +167,7 @@ def explain_flagged(
         ``flagged`` with a ``top_features`` column: a list of feature names for flagged rows,
         ``None`` for the others. One task per partition; only flagged rows are re-scored.
     """
-    detector._check_fitted()
+    detector.check_fitted()
     if int(top_k) < 1:
         raise DetectorError(f"explain top_k must be at least 1, got {top_k!r}")
     if method not in METHODS:
@@ -175,7 +189,7 @@ def explain_flagged(
         _explain_partition,
         features_ddf[features],
         flagged,
-        detector._scorer_ref(),
+        detector.model_ref(),
         detector.reference_,
         features,
         int(top_k),

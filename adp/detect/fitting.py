@@ -101,7 +101,7 @@ def fit_matrix(
     seconds = time.perf_counter() - started
     stats = None
     if with_stats:
-        stats = TrainingStats.from_scores(scorer.score_samples(X), contamination)
+        stats = TrainingStats.from_scores(scorer.decision_function(X), contamination)
     return FitResult(scorer, np.median(X, axis=0), stats, X.shape[0], seconds)
 
 
@@ -117,7 +117,7 @@ def _fit_parts(
     return fit_matrix(info, params, contamination, _matrix(parts, features), with_stats, seed)
 
 
-def plan_sample(
+def plan_single_fit(
     info: DetectorInfo,
     params: dict[str, Any],
     contamination: float,
@@ -126,7 +126,10 @@ def plan_sample(
     with_stats: bool = False,
     seed: int | None = None,
 ) -> Delayed:
-    """One model on the whole sample, fitted in one task."""
+    """One model on the whole sample, fitted in one task (the ``sample`` strategy).
+
+    Not :func:`adp.detect.sampling.plan_sample`, which plans the sample itself.
+    """
     return dask.delayed(_fit_parts, pure=False)(
         info, params, contamination, parts, features, with_stats, seed
     )
@@ -164,7 +167,7 @@ def _grow_part(
 def _part_scores(merged: Any, parts: list[pd.DataFrame], features: list[str]) -> np.ndarray:
     # scikit-learn's score_samples, compiled when the forest allows it (identical scores).
     scorer = forest.ForestScorer(merged, pyod_scale=False)
-    return -scorer.score_samples(_matrix(parts, features))
+    return -scorer.decision_function(_matrix(parts, features))
 
 
 def _finish_forest(

@@ -157,7 +157,8 @@ class ForestScorer:
                 pass
         return np.asarray(self.forest.score_samples(X), dtype=np.float64)
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """ADP's score of each row of ``X`` (higher = more anomalous)."""
         scores = self._score_samples(X)
         if self.pyod_scale:  # -decision_function, as scikit-learn and PyOD compute it
             return -(scores - self.forest.offset_)

@@ -16,6 +16,8 @@ from typing import Any
 import numba
 import numpy as np
 
+from adp.errors import DataError
+
 
 @numba.njit(cache=True, nogil=True)
 def _digitize_right(edges: np.ndarray, inverse_width: float, x: float) -> int:
@@ -100,15 +102,18 @@ class HbosScorer:
             self.lowest_ = np.ascontiguousarray(log_density.min(axis=0))
             self.tol_ = float(estimator.tol)
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
         """HBOS scores of ``X`` (higher is more anomalous), as PyOD's ``decision_function``."""
         if not self.compiled:
             return np.asarray(self.estimator.decision_function(X), dtype=np.float64)
         X = np.ascontiguousarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.edges_.shape[0]:
-            raise ValueError(
+            raise DataError(
                 f"expected {self.edges_.shape[0]} features, got an array of shape {X.shape}"
             )
-        return _hbos_scores(
-            X, self.edges_, self.inverse_width_, self.log_density_, self.lowest_, self.tol_
-        )
+        try:
+            return _hbos_scores(
+                X, self.edges_, self.inverse_width_, self.log_density_, self.lowest_, self.tol_
+            )
+        except ValueError as exc:  # the kernel's check of each value (numba raises builtins)
+            raise DataError(f"{exc}: drop or impute missing values first") from None

@@ -23,6 +23,8 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
+from adp.errors import DetectorError
+
 _CHUNK_CELLS = 2_000_000  # float64 cells per temporary block
 
 
@@ -72,7 +74,7 @@ class COF(BaseDetector):
         X = check_array(X, dtype=np.float64)
         self._set_n_classes(y)
         if X.shape[0] <= self.n_neighbors:
-            raise ValueError(
+            raise DetectorError(
                 f"COF needs more training rows than n_neighbors={self.n_neighbors}; "
                 f"got {X.shape[0]}"
             )
@@ -169,7 +171,7 @@ class SOD(BaseDetector):
         X = check_array(X, dtype=np.float64)
         self._set_n_classes(y)
         if not 0 < self.ref_set < self.n_neighbors < X.shape[0]:
-            raise ValueError(
+            raise DetectorError(
                 "SOD needs 0 < ref_set < n_neighbors < training rows; got "
                 f"ref_set={self.ref_set}, n_neighbors={self.n_neighbors}, rows={X.shape[0]}"
             )

@@ -91,7 +91,7 @@ class FrozenRodScorer:
             )
         ]
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
         """ROD scores of ``X`` (higher is more anomalous), independent of the batch."""
         per_subspace = []
         for costs, median, scale in zip(self._all_costs(X), self.median_, self.scale_, strict=True):

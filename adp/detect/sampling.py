@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from dask.delayed import Delayed
 
-from adp.errors import DataError
+from adp.errors import ConfigError, DataError
 
 
 def _take(part: pd.DataFrame, count: int, seed: np.random.SeedSequence) -> pd.DataFrame:
@@ -50,7 +50,11 @@ def known_lengths(ddf: dd.DataFrame, n_partitions: int) -> list[int] | None:
 
 
 def plan_sample(
-    ddf: dd.DataFrame, sample_rows: int, random_state: int | None = None
+    ddf: dd.DataFrame,
+    sample_rows: int,
+    random_state: int | None = None,
+    *,
+    lengths_from: dd.DataFrame | None = None,
 ) -> tuple[list[Delayed], list[int], int, int]:
     """Plan a uniform random sample without replacement of at most ``sample_rows`` rows.
 
@@ -66,6 +70,10 @@ def plan_sample(
         Upper bound on the sample size; every row is taken when there are fewer.
     random_state : int, optional
         Seed; the same seed and partitioning give the same sample.
+    lengths_from : dask.dataframe.DataFrame, optional
+        A frame with the same partition lengths as ``ddf`` whose metadata may tell them
+        without reading data (``ddf`` before a row-preserving ``map_partitions``, such as a
+        missing-value check); default ``ddf``.
 
     Returns
     -------
@@ -79,9 +87,11 @@ def plan_sample(
         Rows in the dataset.
     """
     if sample_rows < 1:
-        raise ValueError(f"sample_rows must be at least 1, got {sample_rows}")
+        raise ConfigError(f"sample_rows must be at least 1, got {sample_rows!r}")
     partitions = ddf.to_delayed()
-    lengths = known_lengths(ddf, len(partitions)) or partition_lengths(partitions)
+    lengths = known_lengths(
+        ddf if lengths_from is None else lengths_from, len(partitions)
+    ) or partition_lengths(partitions)
     total = sum(lengths)
     if total == 0:
         raise DataError("the dataset has no rows: nothing to fit on")

@@ -1,7 +1,8 @@
 """Scorers: what a fitted detector ships to the workers to score rows.
 
-A scorer has one method, ``score_samples(X) -> ndarray``, whose result for a row depends
-only on the fitted model and that row (higher = more anomalous, PyOD's orientation).
+A scorer has one method, ``decision_function(X) -> ndarray`` (PyOD's name and orientation:
+higher = more anomalous), whose result for a row depends only on the fitted model and that
+row. It is *not* scikit-learn's ``score_samples``, which is higher for normal rows.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import numpy as np
 
 @runtime_checkable
 class Scorer(Protocol):
-    """What ``score_samples`` promises: one float64 score per row of ``X``."""
+    """What ``decision_function`` promises: one float64 score per row of ``X``."""
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray: ...
+    def decision_function(self, X: np.ndarray) -> np.ndarray: ...
 
 
 class PyODScorer:
@@ -24,7 +25,7 @@ class PyODScorer:
     def __init__(self, estimator: Any) -> None:
         self.estimator = estimator
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self.estimator.decision_function(X), dtype=np.float64)
 
 
@@ -38,5 +39,5 @@ class NegatedSklearnScorer:
     def __init__(self, estimator: Any) -> None:
         self.estimator = estimator
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
         return -np.asarray(self.estimator.score_samples(X), dtype=np.float64)

@@ -18,10 +18,11 @@ is one lazy :class:`~dask.delayed.Delayed` float.
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import dask
 import dask.dataframe as dd
@@ -29,9 +30,71 @@ import numpy as np
 import pandas as pd
 from dask.delayed import Delayed
 
-from adp.errors import ConfigError, DataError
+from adp.errors import ConfigError, DataError, DetectorError
 
 _SPLIT_EVERY = 16
+
+
+def check_contamination(value: object, field: str = "contamination") -> float | Literal["auto"]:
+    """Check a contamination: a share of rows in ``(0, 0.5]``, or ``"auto"``.
+
+    The one validator of the concept: detectors, ensembles, thresholds, searches and job
+    specs all call it.
+
+    Parameters
+    ----------
+    value : float or str
+        The value to check; ``"auto"`` in any case and with surrounding spaces is accepted.
+    field : str
+        The name of the field, as the error message should call it (for example
+        ``"threshold.contamination"``).
+
+    Returns
+    -------
+    float or "auto"
+        The share as a float, or ``"auto"``.
+
+    Raises
+    ------
+    adp.errors.DetectorError
+        For anything else (a ``ValueError``), naming ``field``.
+    """
+    if isinstance(value, str):
+        if value.strip().lower() == "auto":
+            return "auto"
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        share = float(value)
+        if 0 < share <= 0.5:
+            return share
+    raise DetectorError(f"{field} must be a number in (0, 0.5] or 'auto', got {value!r}")
+
+
+def top_count(fraction: float, n: int) -> int:
+    """How many of ``n`` rows a contamination ``fraction`` flags: ``ceil(fraction * n)``, at
+    least 1 (a hair below the ceiling, so ``0.1 * 30`` is 3, not 4)."""
+    return max(1, math.ceil(fraction * n - 1e-9))
+
+
+def kth_largest_array(scores: np.ndarray, fraction: float) -> float:
+    """:func:`kth_largest` of a small in-memory array: the ``top_count(fraction, n)``-th
+    largest score, the threshold a contamination ``fraction`` sets on ``scores``.
+
+    Parameters
+    ----------
+    scores : ndarray
+        One-dimensional, non-empty scores.
+    fraction : float
+        The share of rows to flag.
+
+    Returns
+    -------
+    float
+    """
+    values = np.asarray(scores, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise DataError("cannot set a contamination threshold on an empty array of scores")
+    k = top_count(fraction, values.size)
+    return float(np.partition(values, values.size - k)[values.size - k])
 
 
 #: Computes a pass's small result (a Delayed) before the next pass is built; see
@@ -61,8 +124,11 @@ class Contamination:
     bins: int = 4096
 
     def __post_init__(self) -> None:
-        if not 0 < self.fraction <= 0.5:
-            raise ConfigError(f"contamination must be in (0, 0.5], got {self.fraction!r}")
+        if isinstance(check_contamination(self.fraction), str):
+            raise DetectorError(
+                f"contamination must be a number in (0, 0.5] here, got {self.fraction!r}; "
+                "use AutoThreshold for 'auto'"
+            )
 
     def resolve(self, scores: dd.Series, step: Step | None = None) -> Delayed:
         return kth_largest(scores, self.fraction, bins=self.bins, step=step)
@@ -136,7 +202,7 @@ def _locate(stats: tuple[int, float, float], hist: np.ndarray, fraction: float) 
     n, lo, hi = stats
     if n == 0:
         raise DataError("cannot set a contamination threshold on an empty dataset")
-    k = max(1, math.ceil(fraction * n - 1e-9))
+    k = top_count(fraction, n)
     if hi <= lo:
         return float(hi)
     above = np.cumsum(hist[::-1])  # above[i]: values in the top i + 1 bins
@@ -335,7 +401,10 @@ def from_spec(
     Raises
     ------
     adp.errors.ConfigError
-        Unless exactly one of ``contamination`` and ``score`` is given, or for a bad value.
+        Unless exactly one of ``contamination`` and ``score`` is given, or for an unknown
+        ``auto_method``.
+    adp.errors.DetectorError
+        For a contamination outside ``(0, 0.5]`` that is not ``"auto"``.
     """
     if (contamination is None) == (score is None):
         raise ConfigError("give exactly one of threshold.contamination or threshold.score")
@@ -344,11 +413,7 @@ def from_spec(
     bins = settings().score.threshold_bins
     if score is not None:
         return FixedScore(float(score))
-    if isinstance(contamination, str):
-        if contamination.strip().lower() != "auto":
-            raise ConfigError(
-                f"threshold.contamination must be a number in (0, 0.5] or 'auto', "
-                f"got {contamination!r}"
-            )
+    share = check_contamination(contamination, "threshold.contamination")
+    if isinstance(share, str):
         return AutoThreshold(auto_method, bins=bins)
-    return Contamination(float(contamination), bins=bins)  # type: ignore[arg-type]
+    return Contamination(share, bins=bins)

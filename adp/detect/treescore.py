@@ -26,6 +26,8 @@ from sklearn.ensemble import IsolationForest
 from sklearn.ensemble._iforest import _average_path_length
 from sklearn.tree import ExtraTreeRegressor
 
+from adp.errors import DataError, DetectorError
+
 MAX_DEPTH = 14
 """Deepest tree compiled (a complete tree of depth 14 has 16383 nodes); deeper: scikit-learn."""
 
@@ -33,11 +35,11 @@ _BLOCK = 128  # rows walked together: their steps are independent, so the CPU ov
 _U = np.uint64
 
 
-class UnsupportedForest(ValueError):
+class UnsupportedForest(DetectorError):
     """The forest cannot be compiled (not a plain scikit-learn forest, or too deep)."""
 
 
-class NonFiniteInput(ValueError):
+class NonFiniteInput(DataError):
     """``X`` holds NaN or infinite values, which the compiled kernel does not handle."""
 
 
@@ -215,9 +217,7 @@ class CompiledForest:
         with np.errstate(over="ignore"):  # too large for float32: inf, refused below
             X = np.ascontiguousarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise ValueError(
-                f"X has shape {X.shape}; the forest expects {self.n_features} features"
-            )
+            raise DataError(f"X has shape {X.shape}; the forest expects {self.n_features} features")
         depths = np.empty(X.shape[0])
         if not _path_lengths(X, self.features, self.thresholds, self.leaves, self.depth, depths):
             raise NonFiniteInput("X has NaN or infinite values")

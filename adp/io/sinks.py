@@ -1,200 +1,425 @@
-"""Atomic outputs: partitions are written to a staging location, then committed at once.
+"""Sinks: where a job's scored rows go, behind one protocol.
 
-A job never leaves a half-written dataset at its output location. Every partition is
-written on a worker as one Parquet file with a fixed name (``part.00003.parquet``), so a
-task retried after a worker died rewrites the same file: the output holds every row once.
-A manifest (``_adp_manifest.json``, ignored by Parquet readers) is written last, then the
-staging folder is moved into place. On a local or POSIX file system the move is one
-``rename``; an existing dataset is replaced only with ``mode="overwrite"``, and is moved
-aside first and deleted only after the new one is in place. Object stores have no atomic
-rename: there the manifest is the commit marker, written after every data file.
+A sink is used in four steps, each of which leaves the output location as it was until
+the last:
+
+1. :meth:`Sink.check`, before any work: refuse an output that holds data unless the mode
+   allows replacing (or merging into) it;
+2. :meth:`Sink.stage`, inside :meth:`Sink.session`: write the raw scores of every
+   partition (one task each) to a staging folder and return a lazy frame that reads them
+   back, partition for partition; :meth:`Sink.staged_scores` gives their score column in
+   groups of files, for thresholds computed pass by pass without holding the scores;
+3. :meth:`Sink.write`: lazy tasks that write the final (flagged) partitions to the staging
+   folder, calling an ``inspect`` function on each whole partition first (a job counts
+   precision and recall there);
+4. :meth:`Sink.commit` with the manifest: move the staged dataset into place at once.
+
+:class:`FolderSink` writes a Parquet dataset to a local or object-store folder (see
+:mod:`adp.io.staging` for the atomic commit). :class:`TableSink` stages locally under the
+state directory and commits into a database table through
+:func:`adp.io.sql_write.write_table` (idempotently, ``upsert`` merging on the key); its
+manifest is kept as a row of the table :data:`MANIFEST_TABLE`, written after the data.
+
+A sink does not know who computes its writes: the caller hands :meth:`Sink.session` a
+``compute`` (``compute(tasks, "score")`` returns the results in order; a job shows a
+progress bar and annotates the graph there) and a threshold ``step``, so a sink is also the
+score stage of :func:`adp.detect.detection.run_detection`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Protocol
 
 import dask
 import dask.dataframe as dd
-import fsspec
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+import sqlalchemy as sa
 from dask.delayed import Delayed
 
-from adp.errors import OutputExistsError
-from adp.paths import check_allowed, check_storage_options, is_local, local_path
+from adp.db import (
+    check_identifier,
+    connect_error,
+    engine_for,
+    parse_url,
+    safe_url,
+    write_transaction,
+)
+from adp.errors import ConfigError, OutputExistsError
+from adp.io.parts import (
+    THRESHOLD_ROWS,
+    WrittenPart,
+    inspect_and_write,
+    make_folder,
+    part_path,
+    staged_frame,
+    staged_scores,
+    write_partitions,
+)
+from adp.io.staging import MANIFEST, Staging, check_target, manifest_for
 
-MANIFEST = "_adp_manifest.json"
-Mode = Literal["error", "overwrite"]
+#: Computes lazy tasks and returns their results in order; the second argument names what
+#: is computed (``"score"``: the raw scores being staged).
+Compute = Callable[[Sequence[Any], str], list[Any]]
+#: Computes one pass of a threshold (a Delayed) before the next is built.
+Step = Callable[[Delayed], Any]
+#: Called on each whole final partition before it is written; its results are returned.
+Inspect = Callable[[pd.DataFrame], Any]
 
-
-@dataclass(frozen=True)
-class WrittenPart:
-    """One written data file: its path, rows, bytes and flagged rows (if flagged)."""
-
-    path: str
-    rows: int
-    bytes: int
-    anomalies: int | None = None
-
-
-def write_part(
-    part: pd.DataFrame, path: str, storage_options: dict[str, Any] | None = None
-) -> WrittenPart:
-    """Write one partition as a Parquet file (index kept) and describe it."""
-    table = pa.Table.from_pandas(part, preserve_index=True)
-    fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
-    with fs.open(fs_path, "wb") as f:
-        pq.write_table(table, f)
-    anomalies = int(part["is_anomaly"].sum()) if "is_anomaly" in part.columns else None
-    return WrittenPart(path, len(part), int(fs.size(fs_path)), anomalies)
-
-
-def make_folder(folder: str, storage_options: dict[str, Any] | None = None) -> None:
-    """Create ``folder`` (and its parents) if it does not exist."""
-    fs, fs_folder = fsspec.core.url_to_fs(folder, **(storage_options or {}))
-    fs.makedirs(fs_folder, exist_ok=True)
+#: The table that holds the manifest of every table a :class:`TableSink` committed.
+MANIFEST_TABLE = "_adp_manifests"
 
 
-def write_partitions(
-    ddf: dd.DataFrame, folder: str, storage_options: dict[str, Any] | None = None
-) -> list[Delayed]:
-    """Lazy tasks that write each partition of ``ddf`` as ``folder/part.NNNNN.parquet``.
-
-    Returns
-    -------
-    list of Delayed
-        One per partition, each computing to a :class:`WrittenPart`, in partition order.
-    """
-    make_folder(folder, storage_options)
-    base = folder.rstrip("/")
-    return [
-        dask.delayed(write_part)(part, f"{base}/part.{i:05d}.parquet", storage_options)
-        for i, part in enumerate(ddf.to_delayed())
-    ]
+def compute_here(tasks: Sequence[Any], what: str) -> list[Any]:
+    """The default :data:`Compute`: ``dask.compute`` on the current scheduler."""
+    return list(dask.compute(*tasks))
 
 
-def _exists(uri: str, storage_options: dict[str, Any] | None) -> bool:
-    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
-    if not fs.exists(path):
-        return False
-    return not (fs.isdir(path) and not fs.ls(path))
+class Sink(Protocol):
+    """Where scored rows go: check, stage, staged scores, write, commit with a manifest."""
+
+    uri: str
+    step: Step | None
+
+    def check(self) -> None:
+        """Refuse, before any work, an output the mode does not allow writing to.
+
+        Raises
+        ------
+        adp.errors.OutputExistsError
+            Naming the output and the fix.
+        """
+
+    def session(
+        self, compute: Compute | None = None, step: Step | None = None
+    ) -> AbstractContextManager[Sink]:
+        """Open the staging area; it is removed on exit, committed or not."""
+
+    def stage(self, raw: dd.DataFrame) -> dd.DataFrame:
+        """Write ``raw`` (index, key columns, ``score``) and return a frame reading it back."""
+
+    def staged_scores(self, staged: dd.DataFrame) -> dd.Series:
+        """The score column of ``staged``, possibly in fewer partitions."""
+
+    def write(
+        self, frame: dd.DataFrame, *, inspect: Inspect | None = None, drop: Sequence[str] = ()
+    ) -> list[Delayed]:
+        """Lazy tasks writing each final partition; each computes to ``(WrittenPart, seen)``."""
+
+    def commit(self, parts: Sequence[WrittenPart], manifest: Mapping[str, Any]) -> None:
+        """Put the written ``parts`` in place, with ``manifest``."""
 
 
-def check_target(uri: str, mode: Mode, storage_options: dict[str, Any] | None = None) -> None:
-    """Refuse, before any work, to write where data exists unless ``mode="overwrite"``.
+class _StagedSink:
+    """What both sinks share: a staging folder, the staged raw scores, the final files."""
 
-    Raises
-    ------
-    adp.errors.OutputExistsError
-        Naming the location and the fix.
-    """
-    check_allowed(uri)
-    check_storage_options(storage_options)
-    if mode != "overwrite" and _exists(uri, storage_options):
-        raise OutputExistsError(
-            f"output {uri!r} already holds data; choose another location or set "
-            "output.mode: overwrite to replace it"
-        )
+    uri: str
+    step: Step | None = None
+
+    def __init__(self, storage_options: dict[str, Any] | None) -> None:
+        self._options = storage_options
+        self._staging: Staging | None = None
+        self._compute: Compute = compute_here
+        self._raw: list[WrittenPart] = []
+        self._staged: dd.DataFrame | None = None
+
+    def _new_staging(self) -> Staging:
+        raise NotImplementedError
+
+    def _open(self) -> Staging:
+        if self._staging is None:
+            raise ConfigError(
+                f"the sink for {self.uri!r} has no open session: stage and write inside "
+                "'with sink.session(...):'"
+            )
+        return self._staging
+
+    @contextmanager
+    def session(self, compute: Compute | None = None, step: Step | None = None) -> Iterator[Any]:
+        """Open the staging area; it is removed on exit, committed or not.
+
+        Parameters
+        ----------
+        compute : callable, optional
+            ``compute(tasks, what)``: computes the staging writes; default ``dask.compute``.
+        step : callable, optional
+            Computes one threshold pass; None computes the threshold in one graph.
+        """
+        if self._staging is not None:
+            raise ConfigError(f"the sink for {self.uri!r} already has an open session")
+        staging = self._new_staging()
+        self._staging, self._compute, self.step = staging, compute or compute_here, step
+        try:
+            yield self
+        finally:
+            self._staging, self._compute, self.step = None, compute_here, None
+            self._raw, self._staged = [], None
+            staging.cleanup()
+
+    def stage(self, raw: dd.DataFrame) -> dd.DataFrame:
+        """Write every partition of ``raw`` (one task each), then read them back lazily.
+
+        Returns
+        -------
+        dask.dataframe.DataFrame
+            One partition per partition of ``raw``, each reading its staged file.
+        """
+        staging = self._open()
+        tasks = write_partitions(raw, staging.path("raw"), self._options)
+        self._raw = list(self._compute(tasks, "score"))
+        self._staged = staged_frame(self._raw, raw._meta, self._options)
+        return self._staged
+
+    def staged_scores(self, staged: dd.DataFrame) -> dd.Series:
+        """The score column of the staged files, about :data:`THRESHOLD_ROWS` a partition.
+
+        Each partition reads its files again whenever it is computed. A frame other than
+        the one :meth:`stage` returned gives its own ``score`` column.
+        """
+        if self._staged is None or staged is not self._staged:
+            return staged["score"]
+        return staged_scores(self._raw, self._options, THRESHOLD_ROWS)
+
+    def write(
+        self, frame: dd.DataFrame, *, inspect: Inspect | None = None, drop: Sequence[str] = ()
+    ) -> list[Delayed]:
+        """Lazy tasks that write each partition of ``frame`` to the staging folder.
+
+        Parameters
+        ----------
+        frame : dask.dataframe.DataFrame
+            The final rows.
+        inspect : callable, optional
+            Called on each whole partition (``drop`` columns included) before it is written.
+        drop : sequence of str
+            Columns left out of the written files.
+
+        Returns
+        -------
+        list of Delayed
+            One per partition, in order, each computing to ``(WrittenPart, inspected)``.
+        """
+        final = self._open().path("final")
+        make_folder(final, self._options)
+        return [
+            dask.delayed(inspect_and_write)(
+                part, part_path(final, i), list(drop), inspect, self._options
+            )
+            for i, part in enumerate(frame.to_delayed())
+        ]
 
 
-class Staging:
-    """A staging folder beside the output location, committed or removed as a whole.
+class FolderSink(_StagedSink):
+    """A Parquet dataset in a local or object-store folder, committed atomically.
 
     Parameters
     ----------
     uri : str
-        The final output location.
+        The output folder (``out/scores``, ``s3://bucket/scores``).
     mode : {"error", "overwrite"}
-        Whether an existing dataset at ``uri`` may be replaced at commit.
+        Whether existing data at ``uri`` may be replaced.
     storage_options : dict, optional
         fsspec options for remote stores.
     """
 
     def __init__(
-        self, uri: str, mode: Mode = "error", storage_options: dict[str, Any] | None = None
+        self, uri: str, mode: str = "error", storage_options: dict[str, Any] | None = None
     ) -> None:
-        self.uri = uri.rstrip("/")
+        if mode not in ("error", "overwrite"):
+            raise ConfigError(
+                f"output.mode {mode!r} does not apply to a folder output: use 'error' or "
+                "'overwrite' ('upsert' needs a database output with 'table')"
+            )
+        super().__init__(storage_options)
+        self.uri = uri
         self.mode = mode
-        self.storage_options = storage_options
-        parent, _, name = self.uri.rpartition("/")
-        token = uuid.uuid4().hex[:12]
-        self.root = (
-            f"{parent}/.{name}.adp-staging-{token}" if parent else f".{name}.staging-{token}"
-        )
-        self.committed = False
 
-    def path(self, *parts: str) -> str:
-        """A location inside the staging folder."""
-        return "/".join([self.root, *parts])
+    def __repr__(self) -> str:
+        return f"FolderSink({self.uri!r}, mode={self.mode!r})"
 
-    def _fs(self) -> Any:
-        return fsspec.core.url_to_fs(self.root, **(self.storage_options or {}))[0]
+    def check(self) -> None:
+        """Refuse an output folder that holds data unless ``mode="overwrite"``."""
+        check_target(self.uri, self.mode, self._options)  # type: ignore[arg-type]
 
-    def commit(self, data_folder: str, manifest: dict[str, Any]) -> None:
-        """Move ``data_folder`` to the output location; the manifest is written last."""
-        check_target(self.uri, self.mode, self.storage_options)
-        fs = self._fs()
-        if is_local(self.uri):
-            with fs.open(f"{data_folder}/{MANIFEST}", "w") as f:
-                json.dump(manifest, f, indent=2, default=str)
-            _replace_local(local_path(data_folder), local_path(self.uri))
+    def _new_staging(self) -> Staging:
+        return Staging(self.uri, self.mode, self._options)  # type: ignore[arg-type]
+
+    def commit(self, parts: Sequence[WrittenPart], manifest: Mapping[str, Any]) -> None:
+        """Move the final folder into place; ``_adp_manifest.json`` is written last."""
+        staging = self._open()
+        staging.commit(staging.path("final"), dict(manifest))
+
+
+class TableSink(_StagedSink):
+    """A database table, written idempotently; scores are staged in a local folder.
+
+    Parameters
+    ----------
+    url : str
+        A SQLAlchemy database URL every worker can reach.
+    table : str
+        The target table (a plain identifier).
+    mode : {"error", "overwrite", "upsert"}
+        ``error`` refuses an existing table, ``overwrite`` replaces it, ``upsert`` merges
+        on ``key``.
+    key : sequence of str
+        The columns that identify a row; default the staged rows' index name.
+    staging_dir : str or Path, optional
+        Where scores are staged; default ``<adp.state-dir>/staging``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        table: str,
+        mode: str = "error",
+        *,
+        key: Sequence[str] = (),
+        staging_dir: str | Path | None = None,
+    ) -> None:
+        if mode not in ("error", "overwrite", "upsert"):
+            raise ConfigError(f"output.mode must be 'error', 'overwrite' or 'upsert', got {mode!r}")
+        super().__init__(None)
+        self.uri = url
+        self.table = table
+        self.mode = mode
+        self.key = list(key)
+        self.staging_dir = staging_dir
+
+    def __repr__(self) -> str:
+        return f"TableSink({safe_url(self.uri)!r}, table={self.table!r}, mode={self.mode!r})"
+
+    def check(self) -> None:
+        """Refuse an existing table unless ``mode`` is ``overwrite`` or ``upsert``."""
+        parse_url(self.uri)
+        check_identifier(self.table)
+        if table_exists(self.uri, self.table) and self.mode == "error":
+            raise OutputExistsError(
+                f"table {self.table!r} already exists at the output database; set output.mode "
+                "to 'upsert' (merge on the key) or 'overwrite' (replace it)"
+            )
+
+    def _new_staging(self) -> Staging:
+        if self.staging_dir is None:
+            from adp.config import settings
+
+            folder = settings().state_dir / "staging"
         else:
-            # Object stores have no rename and no folder objects: copy the data files,
-            # then write the manifest, which marks the dataset complete.
-            if fs.exists(self.uri):
-                fs.rm(self.uri, recursive=True)
-            for source in sorted(fs.find(data_folder)):
-                fs.copy(source, f"{self.uri}/{source.rsplit('/', 1)[-1]}")
-            with fs.open(f"{self.uri}/{MANIFEST}", "w") as f:
-                json.dump(manifest, f, indent=2, default=str)
-        self.committed = True
+            folder = Path(self.staging_dir)
+        local = folder / f"{self.table}-{uuid.uuid4().hex[:8]}"
+        return Staging(str(local), "overwrite")
 
-    def cleanup(self) -> None:
-        """Remove the staging folder (whatever is left of it)."""
-        fs = self._fs()
-        if fs.exists(self.root):
-            fs.rm(self.root, recursive=True)
+    def commit(self, parts: Sequence[WrittenPart], manifest: Mapping[str, Any]) -> None:
+        """Write the staged rows into the table in one transaction, then its manifest row."""
+        from adp.io.sql_write import write_table
 
-    @contextmanager
-    def session(self) -> Iterator[Staging]:
-        """Use the staging folder; it is removed on exit, committed or not."""
-        try:
-            yield self
-        finally:
-            self.cleanup()
+        self._open()
+        staged = dd.read_parquet([p.path for p in parts])
+        key = self.key or ([str(staged.index.name)] if staged.index.name else [])
+        write_table(staged, self.uri, self.table, key=key, mode=self.mode)  # type: ignore[arg-type]
+        record_table_manifest(self.uri, self.table, {**manifest, "table": self.table})
 
 
-def _replace_local(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
-        os.replace(source, target)
-        return
-    aside = target.with_name(f".{target.name}.adp-old-{uuid.uuid4().hex[:12]}")
-    os.replace(target, aside)
+def table_exists(url: str, table: str) -> bool:
+    """Whether ``table`` exists in the database at ``url``.
+
+    Raises
+    ------
+    adp.errors.SourceError
+        When the database cannot be reached (password hidden).
+    """
+    engine = engine_for(url)
     try:
-        os.replace(source, target)
-    except OSError:
-        os.replace(aside, target)
-        raise
-    shutil.rmtree(aside, ignore_errors=True)
+        return bool(sa.inspect(engine).has_table(check_identifier(table)))
+    except sa.exc.OperationalError as exc:
+        raise connect_error(url, exc) from None
 
 
-def manifest_for(parts: list[WrittenPart], **fields: Any) -> dict[str, Any]:
-    """The manifest of a committed dataset: its files, rows and the job's figures."""
-    return {
-        "format": "adp-scores",
-        "version": 1,
-        "rows": sum(p.rows for p in parts),
-        "files": [{**asdict(p), "path": p.path.rsplit("/", 1)[-1]} for p in parts],
-        **fields,
-    }
+def _manifests(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        MANIFEST_TABLE,
+        metadata,
+        sa.Column("table_name", sa.String(63), primary_key=True),
+        sa.Column("manifest", sa.Text, nullable=False),
+    )
+
+
+def record_table_manifest(url: str, table: str, manifest: Mapping[str, Any]) -> None:
+    """Keep ``manifest`` as the row of ``table`` in :data:`MANIFEST_TABLE` (replacing it)."""
+    manifests = _manifests(sa.MetaData())
+    with write_transaction(engine_for(url)) as conn:
+        manifests.create(conn, checkfirst=True)
+        conn.execute(sa.delete(manifests).where(manifests.c.table_name == table))
+        text = json.dumps(dict(manifest), default=str)
+        conn.execute(sa.insert(manifests).values(table_name=table, manifest=text))
+
+
+def table_manifest(url: str, table: str) -> dict[str, Any] | None:
+    """The manifest of the last commit into ``table``, or None when it has none."""
+    if not table_exists(url, MANIFEST_TABLE):
+        return None
+    manifests = _manifests(sa.MetaData())
+    with engine_for(url).connect() as conn:
+        text = conn.execute(
+            sa.select(manifests.c.manifest).where(manifests.c.table_name == table)
+        ).scalar_one_or_none()
+    return None if text is None else dict(json.loads(text))
+
+
+def sink_for(
+    uri: str,
+    *,
+    table: str | None = None,
+    mode: str = "error",
+    storage_options: dict[str, Any] | None = None,
+    key: Sequence[str] = (),
+    staging_dir: str | Path | None = None,
+) -> Sink:
+    """The sink of an output: a :class:`TableSink` when ``table`` is given, else a folder.
+
+    Parameters
+    ----------
+    uri : str
+        An output folder, or a database URL with ``table``.
+    table : str, optional
+        The target table of a database output.
+    mode : {"error", "overwrite", "upsert"}
+        See :class:`FolderSink` and :class:`TableSink`.
+    storage_options : dict, optional
+        fsspec options of a folder output.
+    key : sequence of str
+        The columns that identify a row (a table's merge key).
+    staging_dir : str or Path, optional
+        Where a table output stages its scores.
+    """
+    if table is not None:
+        if storage_options:
+            raise ConfigError("output.storage_options do not apply to a database output")
+        return TableSink(uri, table, mode, key=key, staging_dir=staging_dir)
+    return FolderSink(uri, mode, storage_options)
+
+
+__all__ = [
+    "MANIFEST",
+    "MANIFEST_TABLE",
+    "Compute",
+    "FolderSink",
+    "Inspect",
+    "Sink",
+    "Staging",
+    "Step",
+    "TableSink",
+    "WrittenPart",
+    "check_target",
+    "compute_here",
+    "manifest_for",
+    "record_table_manifest",
+    "sink_for",
+    "table_exists",
+    "table_manifest",
+    "write_partitions",
+]

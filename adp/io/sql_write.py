@@ -112,7 +112,7 @@ def write_table(
     if missing:
         raise DataError(f"key columns {missing} are not in the scored frame; it has {columns}")
     for name in columns:
-        check_identifier(str(name), what="column")
+        check_identifier(str(name), what="column name")
     engine = engine_for(url)
     try:
         exists = sa.inspect(engine).has_table(table)
@@ -191,7 +191,7 @@ def _commit(
                 table,
                 sa.MetaData(),
                 *[sa.Column(c, stage.c[c].type) for c in columns],
-                sa.Index(f"ux_{table}_key"[:63], *key, unique=True),
+                sa.Index(f"ux_{table}_key", *key, unique=True),
             )
             target.create(conn)
         else:

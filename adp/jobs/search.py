@@ -31,10 +31,10 @@ def run_search_job(
     Parameters
     ----------
     spec : adp.jobs.spec.JobSpec
-        A validated spec with a ``search`` section; ``source`` says what to read
-        (``features``, ``exclude``, ``key`` and ``missing`` apply, the latter through
-        :func:`adp.io.validate.apply_missing_policy`; imputation medians are stored in the
-        registered version's metadata), and a float ``threshold.contamination`` becomes the
+        A validated spec with a ``search`` section; ``source`` is opened as for a score job
+        (:func:`adp.jobs.opening.open_source`: ``features``, ``exclude``, ``key`` apply),
+        ``source.missing`` is applied to the trials' data and fitted into the winner
+        (``missing_``, ``medians_``), and a float ``threshold.contamination`` becomes the
         detectors' contamination.
     client : distributed.Client, optional
         Where the trials run; default the current client.
@@ -48,8 +48,7 @@ def run_search_job(
     SearchResult
         ``result.extra["registered"]`` holds the new ``name@version`` when registered.
     """
-    from adp.io.read import read
-    from adp.io.validate import apply_missing_policy
+    from adp.jobs.opening import open_source
     from adp.models.fingerprint import fingerprint_source
 
     if spec.search is None:
@@ -57,23 +56,10 @@ def run_search_job(
     s = spec.search
     source = spec.source
     console = console or Console()
-    ddf = read(
-        source.uri,
-        format=source.format,
-        columns=source.columns,
-        storage_options=source.storage_options,
-        **source.options,
-    )
-    from adp.detect.features import resolve_features
-
-    label = [s.label] if s.label else []
-    features = resolve_features(
-        ddf, source.features, exclude=[*source.exclude, *label], key=source.key
-    )
-    ddf, medians = apply_missing_policy(ddf, features, source.missing)
+    opened = open_source(source, extra=[s.label])
     contamination = spec.threshold.contamination
     result = search(
-        ddf,
+        opened.frame,
         space=s.space,
         label=s.label,
         metric=s.metric,
@@ -83,16 +69,17 @@ def run_search_job(
         sample_rows=s.sample_rows,
         random_state=s.random_state,
         strategy=s.strategy,
-        features=features,
+        features=opened.features,
         contamination=contamination if isinstance(contamination, float) else 0.1,
+        missing=source.missing,
         client=client,
     )
     print_leaderboard(result, console)
     if s.registration is not None:
-        fingerprint = fingerprint_source(source.uri, ddf, source.storage_options)
+        fingerprint = fingerprint_source(source.uri, opened.frame, source.storage_options)
+        # The policy (and its fit-time medians) is the winner's fitted state; the metadata
+        # only shows it.
         metadata: dict[str, Any] = {"job": spec.name, "missing": source.missing}
-        if medians is not None:  # scoring must fill missing values the same way
-            metadata["medians"] = medians
         version = result.register(
             s.registration.name,
             metadata,

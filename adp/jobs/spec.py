@@ -72,12 +72,14 @@ class ThresholdSpec(_Spec):
             raise ValueError("give one of 'contamination' or 'score', not both")
         return self
 
-    @field_validator("contamination")
+    @field_validator("contamination", mode="before")
     @classmethod
-    def _share(cls, value: float | str | None) -> float | str | None:
-        if isinstance(value, float) and not 0 < value <= 0.5:
-            raise ValueError("contamination must be in (0, 0.5] or 'auto'")
-        return value
+    def _share(cls, value: object) -> object:
+        if value is None:
+            return None
+        from adp.detect.threshold import check_contamination  # the one validator
+
+        return check_contamination(value, field="threshold.contamination")
 
 
 class ExplainSpec(_Spec):

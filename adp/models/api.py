@@ -25,7 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from adp.detect.detector import Detector
+from adp.detect.detector import BaseDetector
 from adp.errors import ConfigError, ModelIntegrityError, NotFittedError
 from adp.models.metadata import (
     Catalog,
@@ -121,7 +121,7 @@ class ModelRegistry:
 
     def register(
         self,
-        detector: Detector,
+        detector: BaseDetector,
         name: str,
         metadata: dict[str, Any] | None = None,
         *,
@@ -134,7 +134,7 @@ class ModelRegistry:
 
         Parameters
         ----------
-        detector : Detector
+        detector : BaseDetector
             Fitted (:meth:`adp.Detector.fit`).
         name : str
             Model name: letters, digits, ``.``, ``_``, ``-``.
@@ -156,7 +156,7 @@ class ModelRegistry:
         """
         check_model_name(name)
         check_stage(stage)
-        if not isinstance(detector, Detector):
+        if not isinstance(detector, BaseDetector):
             raise ConfigError(
                 f"register() takes an adp.Detector, got {type(detector).__name__}; "
                 "create one with adp.create_detector(...) and fit it"
@@ -219,7 +219,7 @@ class ModelRegistry:
             name, version = parse_ref(name)
         return self.catalog.resolve(check_model_name(name), version)
 
-    def get(self, name: str, version: int | str = "latest") -> Detector:
+    def get(self, name: str, version: int | str = "latest") -> BaseDetector:
         """Load a registered detector, fitted, after verifying its artifact's SHA-256.
 
         Raises
@@ -235,11 +235,11 @@ class ModelRegistry:
         data = self.store.read(record.artifact_uri)
         where = f"model {record.ref} at {record.artifact_uri}"
         detector = load_verified(data, record.sha256, where)
-        if not isinstance(detector, Detector):  # pragma: no cover - verified bytes we wrote
+        if not isinstance(detector, BaseDetector):  # pragma: no cover - verified bytes we wrote
             raise ModelIntegrityError(f"{where} holds a {type(detector).__name__}, not a Detector")
         return detector
 
-    def load(self, ref: str) -> Detector:
+    def load(self, ref: str) -> BaseDetector:
         """Load ``"name@version"`` (or ``name``, ``name@latest``, ``name@production``)."""
         name, version = parse_ref(ref)
         return self.get(name, version)
@@ -281,7 +281,7 @@ def default_registry() -> ModelRegistry:
 
 
 def register(
-    detector: Detector,
+    detector: BaseDetector,
     name: str,
     metadata: dict[str, Any] | None = None,
     *,
@@ -321,7 +321,7 @@ def list_models(
 
 def get(
     name: str, version: int | str = "latest", *, registry: ModelRegistry | None = None
-) -> Detector:
+) -> BaseDetector:
     """Load a registered, fitted detector after verifying its SHA-256 (see
     :meth:`ModelRegistry.get`). ``name`` may be a ``name@version`` reference."""
     return (registry or default_registry()).get(name, version)
@@ -346,7 +346,7 @@ def promote(
     return (registry or default_registry()).promote(name, version, stage, archive_existing)
 
 
-def load_detector(ref: str, *, registry: ModelRegistry | None = None) -> Detector:
+def load_detector(ref: str, *, registry: ModelRegistry | None = None) -> BaseDetector:
     """Load the detector a job spec names as ``detector: {model: "name@version"}``.
 
     Parameters

@@ -27,6 +27,8 @@ import fsspec
 import numpy as np
 import pandas as pd
 
+from adp.errors import AdpError, ConfigError, SourceError
+
 
 def _length(part: pd.DataFrame) -> int:
     return len(part)
@@ -102,8 +104,6 @@ def fingerprint_files(uri: str, storage_options: dict[str, Any] | None = None) -
     adp.errors.SourceError
         When nothing exists at ``uri``.
     """
-    from adp.errors import SourceError
-
     fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
     if any(ch in path for ch in "*?["):
         names = fs.glob(path)
@@ -128,17 +128,30 @@ def fingerprint_source(
     uri: str, ddf: dd.DataFrame | None = None, storage_options: dict[str, Any] | None = None
 ) -> str:
     """The fingerprint of a job's source: from its file listing when ``uri`` names files,
-    else (SQL tables and other sources) from the frame itself."""
+    else (SQL tables and other sources) from the frame itself.
+
+    Raises
+    ------
+    adp.errors.SourceError
+        When ``uri`` names files that cannot be listed and no ``ddf`` is given.
+    adp.errors.ConfigError
+        When ``uri`` names no files and no ``ddf`` is given.
+    """
     from adp.paths import protocol_of
 
     if protocol_of(uri) in ("file", "local", "s3", "gs", "gcs", "abfs", "az", "memory"):
         try:
             return fingerprint_files(uri, storage_options)
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
             if ddf is None:
-                raise
+                if isinstance(exc, AdpError):
+                    raise
+                raise SourceError(f"cannot fingerprint {uri!r}: {exc}") from exc
     if ddf is None:
-        raise ValueError(f"cannot fingerprint {uri!r} without its data frame")
+        raise ConfigError(
+            f"cannot fingerprint {uri!r} without its data frame: it names no files; pass "
+            "the frame read from it as ddf="
+        )
     return fingerprint_frame(ddf)
 
 

@@ -22,23 +22,13 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from adp.db import check_identifier, engine_for, parse_url
 from adp.errors import ConfigError, ModelNotFoundError
 
 STAGES: tuple[str, ...] = ("none", "staging", "production", "archived")
 """Lifecycle stages of a model version; new versions start at ``"none"``."""
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
-
-def check_identifier(value: str, what: str) -> str:
-    """Return ``value`` if it is a plain SQL identifier (letters, digits, underscores)."""
-    if not _IDENTIFIER.match(value):
-        raise ConfigError(
-            f"{what} {value!r} is not a valid SQL identifier: use letters, digits and "
-            "underscores, starting with a letter or underscore (at most 41 characters)"
-        )
-    return value
 
 
 def check_model_name(name: str) -> str:
@@ -131,12 +121,14 @@ class Catalog:
     """
 
     def __init__(self, url: str, table_prefix: str = "adp_", schema: str | None = None) -> None:
+        from adp.config import settings
+
         if table_prefix:
             check_identifier(table_prefix, "table prefix")
         if schema is not None:
             check_identifier(schema, "schema")
         self.url = str(url)
-        self.engine: Engine = _engine(self.url)
+        self.engine: Engine = _engine(self.url, settings().state_dir)
         self.metadata = sa.MetaData(schema=schema)
         self.table = sa.Table(
             f"{table_prefix}model_versions",
@@ -306,14 +298,13 @@ def _parse_version(version: int | str) -> int | str:
     )
 
 
-def _engine(url: str) -> Engine:
-    try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise ConfigError(f"invalid model registry URL {url!r}: {exc}") from exc
-    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+def _engine(url: str, state_dir: Path) -> Engine:
+    """A private engine (the catalog disposes of it) through the one SQL base: a SQLite
+    file is created in its directory, inside the allowed roots or the state directory."""
+    parsed = parse_url(url, what="model registry URL", state_dir=state_dir)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    return sa.create_engine(parsed)
+    return engine_for(parsed, what="model registry URL", state_dir=state_dir, shared=False)
 
 
 __all__ = [

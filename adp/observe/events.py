@@ -19,6 +19,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from adp.errors import ConfigError
+
 __all__ = [
     "COUNTER_FIGURES",
     "FIGURES",
@@ -59,12 +61,15 @@ def _checked(figures: Mapping[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, value in figures.items():
         if name not in FIGURES:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown ADP figure {name!r}; use one of: {', '.join(sorted(FIGURES))}"
             )
-        number = float(value)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
         if not math.isfinite(number) or number < 0:
-            raise ValueError(f"ADP figure {name}={value!r} must be a finite number >= 0")
+            raise ConfigError(f"ADP figure {name}={value!r} must be a finite number >= 0")
         out[name] = number
     return out
 
@@ -81,7 +86,7 @@ def report(**figures: float) -> None:
 
     Raises
     ------
-    ValueError
+    adp.errors.ConfigError
         For an unknown figure name or a negative or non-finite value, also outside a worker,
         so typos fail in unit tests run without a cluster.
 
@@ -123,8 +128,8 @@ def report_client(client: Any, **figures: float) -> Any:
 
     Raises
     ------
-    ValueError
-        For an unknown figure name or a negative or non-finite value.
+    adp.errors.ConfigError
+        For an unknown figure name or a value that is not a finite number >= 0.
     """
     msg = _checked(figures)
     if client is None or not msg:

@@ -21,9 +21,12 @@ import numpy as np
 import pandas as pd
 from distributed import Client
 
-from adp.detect.detector import Detector, create_detector
+from adp.detect.base import BaseDetector
+from adp.detect.detector import create_detector
 from adp.detect.features import resolve_features
+from adp.detect.threshold import check_contamination
 from adp.errors import ConfigError, DataError
+from adp.io.validate import MissingPolicy, apply_missing_policy
 from adp.tuning.engines import Engine, label_counts, place_sample, run_dask_ml, run_futures
 from adp.tuning.selection import CRITERIA, DEFAULT_CRITERION, criterion
 from adp.tuning.space import Strategy, draw_candidates
@@ -58,7 +61,7 @@ class SearchResult:
         ``"ok"``), ``score_std`` (across folds), ``fit_seconds`` (one fit, mean over
         folds), ``trial_seconds``, ``status`` (``ok``, ``failed``, ``cancelled``,
         ``skipped``) and ``error``.
-    best_detector : Detector or None
+    best_detector : BaseDetector or None
         The winner, fitted on the data when the search ran with ``refit=True`` (the
         default), else unfitted; None when no candidate succeeded.
     metric : str
@@ -82,7 +85,7 @@ class SearchResult:
     """
 
     leaderboard: pd.DataFrame
-    best_detector: Detector | None
+    best_detector: BaseDetector | None
     metric: str
     supervised: bool
     engine: str
@@ -145,10 +148,14 @@ class SearchResult:
         """
         from adp.models.api import register
 
-        if self.best_detector is None:
+        detector = self.best_detector
+        if detector is None:
             self.best  # noqa: B018 - raises the explanatory DataError
-        assert self.best_detector is not None
-        return register(self.best_detector, name, metadata, metrics=self.metrics(), **kwargs)
+            raise DataError(
+                "the search result holds no detector to register: run the search again "
+                "with refit=True"
+            )
+        return register(detector, name, metadata, metrics=self.metrics(), **kwargs)
 
 
 def _finite_or_none(value: Any) -> float | None:
@@ -230,6 +237,7 @@ def search(
     features: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
     contamination: float = 0.1,
+    missing: MissingPolicy = "fail",
     refit: bool = True,
     engine: Engine = "auto",
     client: Client | None = None,
@@ -272,8 +280,14 @@ def search(
         Columns that are never features.
     contamination : float
         The detectors' contamination (searchable too, as a ``contamination`` range).
+    missing : {"fail", "drop", "impute_median"}
+        Missing-value policy for the feature columns (see :mod:`adp.io.validate`): the
+        trials see the data with it applied, and the refitted winner carries it as fitted
+        state (``missing_``, and ``medians_`` for ``impute_median``), so it scores new data
+        the same way.
     refit : bool
-        Fit the winner on ``ddf`` (same sample size and seed) before returning.
+        Fit the winner on ``ddf`` (same sample size and seed, same ``missing``) before
+        returning.
     engine : {"auto", "futures", "dask-ml"}
         See :mod:`adp.tuning.engines`.
     client : distributed.Client, optional
@@ -288,7 +302,8 @@ def search(
     adp.errors.ConfigError
         For a bad space, metric, strategy or engine, or without a cluster.
     adp.errors.DataError
-        For a missing column, missing feature values, or labels unusable for ``cv``.
+        For a missing column, missing feature values (with ``missing="fail"``), or labels
+        unusable for ``cv``.
 
     Examples
     --------
@@ -309,8 +324,8 @@ def search(
             f"cv must be a number of folds >= 2, or None or 1 to judge candidates on the "
             f"rows they were fitted on; got {cv!r}"
         )
-    if not 0 < contamination <= 0.5:
-        raise ConfigError(f"contamination must be in (0, 0.5], got {contamination!r}")
+    if isinstance(check_contamination(contamination), str):
+        raise ConfigError("a search needs contamination as a share in (0, 0.5], not 'auto'")
     folds = cv if supervised and cv is not None and cv >= 2 else None
     chosen_engine = _pick_engine(engine, supervised, folds, time_budget)
     client = _client(client)
@@ -318,10 +333,11 @@ def search(
     deadline = None if time_budget is None else started + float(time_budget)
 
     columns = resolve_features(ddf, features, exclude=[*exclude, *([label] if label else [])])
+    trial_frame, _ = apply_missing_policy(ddf, columns, missing)
     candidates = draw_candidates(space, strategy, max_trials, random_state)
     cv_seed = int(np.random.SeedSequence(random_state).generate_state(1)[0] % (2**31 - 1))
 
-    data, size, total = place_sample(client, ddf, columns, label, sample_rows, random_state)
+    data, size, total = place_sample(client, trial_frame, columns, label, sample_rows, random_state)
     try:
         if supervised:
             rows, anomalies = label_counts(client, data)
@@ -363,7 +379,11 @@ def search(
         if refit:
             with client.as_current():  # the refit runs where the trials ran
                 best_detector.fit(
-                    ddf, features=columns, sample_rows=sample_rows, random_state=random_state
+                    ddf,
+                    features=columns,
+                    sample_rows=sample_rows,
+                    random_state=random_state,
+                    missing=missing,
                 )
     return SearchResult(
         leaderboard=board,

@@ -46,6 +46,7 @@ from distributed import Client, Future, wait
 from sklearn.base import BaseEstimator
 
 from adp.detect.sampling import uniform_sample
+from adp.detect.threshold import kth_largest_array
 from adp.tuning.selection import judge
 from adp.tuning.space import Candidate
 from adp.tuning.trials import (
@@ -54,7 +55,6 @@ from adp.tuning.trials import (
     build_search_data,
     contamination_of,
     fit_candidate,
-    kth_largest,
     run_trial,
     supervised_score,
 )
@@ -241,7 +241,9 @@ class TrialEstimator(BaseEstimator):
                 self.detector, params, share, X, self.seed
             )
             self.threshold_ = (
-                kth_largest(self.scorer_.score_samples(X), share) if self.needs_threshold else None
+                kth_largest_array(self.scorer_.decision_function(X), share)
+                if self.needs_threshold
+                else None
             )
         except Exception as exc:
             _log_error(self.topic, self.trial, exc)
@@ -249,7 +251,7 @@ class TrialEstimator(BaseEstimator):
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(self.scorer_.score_samples(X), dtype=np.float64)
+        return np.asarray(self.scorer_.decision_function(X), dtype=np.float64)
 
 
 def _report_client(client: Client, **figures: float) -> None:

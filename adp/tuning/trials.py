@@ -19,7 +19,9 @@ import pandas as pd
 
 from adp.detect.features import feature_matrix
 from adp.detect.scorers import Scorer
-from adp.errors import DataError
+from adp.detect.threshold import check_contamination, kth_largest_array
+from adp.errors import ConfigError, DataError
+from adp.observe.events import report
 from adp.tuning.space import Candidate
 
 SUPERVISED_METRICS: tuple[str, ...] = ("roc_auc", "average_precision", "f1")
@@ -112,7 +114,10 @@ class TrialOutcome:
 def contamination_of(params: dict[str, Any], default: float) -> tuple[dict[str, Any], float]:
     """Split ``contamination`` (searchable like any parameter) from the estimator's own."""
     params = dict(params)
-    return params, float(params.pop("contamination", default))
+    share = check_contamination(params.pop("contamination", default))
+    if isinstance(share, str):
+        raise ConfigError("a search needs contamination as a share in (0, 0.5], not 'auto'")
+    return params, share
 
 
 def fit_candidate(
@@ -129,12 +134,6 @@ def fit_candidate(
 
     result = fit_matrix(detector_info(detector), params, contamination, X, seed=seed)
     return result.scorer, result.seconds
-
-
-def kth_largest(scores: np.ndarray, fraction: float) -> float:
-    """ADP's contamination threshold on a small array: the ``ceil(fraction * n)``-th largest."""
-    k = max(1, math.ceil(fraction * scores.size - 1e-9))
-    return float(np.partition(scores, scores.size - k)[scores.size - k])
 
 
 def supervised_score(
@@ -156,9 +155,11 @@ def supervised_score(
         return float(average_precision_score(y, scores))
     if metric == "f1":
         if threshold is None:
-            raise ValueError("f1 needs the contamination threshold of the training scores")
+            raise ConfigError(
+                "metric 'f1' needs the contamination threshold of the training scores"
+            )
         return float(f1_score(y, scores >= threshold, zero_division=0))
-    raise ValueError(f"unknown metric {metric!r}; use one of {list(SUPERVISED_METRICS)}")
+    raise ConfigError(f"unknown metric {metric!r}; use one of {list(SUPERVISED_METRICS)}")
 
 
 def cv_splits(y: np.ndarray, cv: int | None, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -170,14 +171,6 @@ def cv_splits(y: np.ndarray, cv: int | None, seed: int) -> list[tuple[np.ndarray
         return [(everything, everything)]
     folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
     return list(folds.split(np.zeros(y.size), y))
-
-
-def _report(**figures: float) -> None:
-    try:
-        from adp.observe.events import report
-    except ImportError:  # pragma: no cover - observe ships with adp
-        return
-    report(**figures)
 
 
 def _cancelled(outcome: TrialOutcome, started: float) -> TrialOutcome:
@@ -228,7 +221,7 @@ def run_trial(
     try:
         if metric in SUPERVISED_METRICS:
             if data.y is None:
-                raise ValueError(f"metric {metric!r} needs a label column")
+                raise ConfigError(f"metric {metric!r} needs a label column")
             fold_scores = []
             for train, test in cv_splits(data.y, cv, cv_seed):
                 if deadline is not None and time.time() > deadline:
@@ -239,8 +232,8 @@ def run_trial(
                 fit_times.append(seconds)
                 threshold = None
                 if metric == "f1":
-                    threshold = kth_largest(scorer.score_samples(data.X[train]), share)
-                test_scores = scorer.score_samples(data.X[test])
+                    threshold = kth_largest_array(scorer.decision_function(data.X[train]), share)
+                test_scores = scorer.decision_function(data.X[test])
                 fold_scores.append(supervised_score(metric, data.y[test], test_scores, threshold))
             outcome.score = float(np.mean(fold_scores))
             outcome.score_std = float(np.std(fold_scores))
@@ -249,16 +242,16 @@ def run_trial(
                 return _cancelled(outcome, started)
             scorer, seconds = fit_candidate(candidate.detector, params, share, data.X, cv_seed)
             fit_times.append(seconds)
-            scores = np.asarray(scorer.score_samples(data.X), dtype=np.float64)
+            scores = np.asarray(scorer.decision_function(data.X), dtype=np.float64)
             if not np.isfinite(scores).all():
-                raise ValueError(f"{int((~np.isfinite(scores)).sum())} scores are NaN or inf")
+                raise DataError(f"{int((~np.isfinite(scores)).sum())} scores are NaN or inf")
             outcome.scores = scores
     except Exception as exc:  # noqa: BLE001 - a failing candidate is a result, not a crash
         outcome.status = "failed"
         outcome.error = f"{type(exc).__name__}: {exc}"
     outcome.fit_seconds = float(np.mean(fit_times)) if fit_times else math.nan
     outcome.trial_seconds = time.perf_counter() - started
-    _report(search_trials=1, fit_seconds=float(np.sum(fit_times)) if fit_times else 0.0)
+    report(search_trials=1, fit_seconds=float(np.sum(fit_times)) if fit_times else 0.0)
     return outcome
 
 
@@ -269,7 +262,6 @@ __all__ = [
     "build_search_data",
     "cv_splits",
     "fit_candidate",
-    "kth_largest",
     "run_trial",
     "supervised_score",
 ]

@@ -7,7 +7,6 @@ import json
 import time
 
 import dask
-import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,8 +14,7 @@ from click.testing import CliRunner
 
 from adp.bench.outofcore import RssSampler, outofcore
 from adp.detect.threshold import AutoThreshold, Contamination, FixedScore
-from adp.io.sinks import WrittenPart
-from adp.jobs.runner import _group_parts, _read_staged_scores, _resolve_threshold
+from adp.io.parts import WrittenPart, group_files, staged_scores
 
 
 @pytest.mark.slow
@@ -83,17 +81,21 @@ def test_job_threshold_reads_staged_scores_in_groups(client, tmp_path) -> None:
         frame = pd.DataFrame({"score": rng.normal(size=rows)}, index=np.arange(rows) + 7)
         frame.to_parquet(path)
         parts.append(WrittenPart(str(path), rows, path.stat().st_size))
-    groups = _group_parts(parts, 450)
+    groups = group_files(parts, 450)
     assert [len(g) for g in groups] == [2, 1, 2]  # 500, 500, 400 rows
     assert [p for g in groups for p in g] == [p.path for p in parts]
-    scores = dd.from_delayed(
-        [dask.delayed(_read_staged_scores)(g, None) for g in groups],
-        meta=pd.Series(np.empty(0), name="score"),
-        verify_meta=False,
-    )
+    scores = staged_scores(parts, rows=450)
+    assert scores.npartitions == 3
+
+    def step(pending: object) -> object:  # one pass on the cluster, as the job runs it
+        return client.compute(pending).result()
+
+    def by_passes(rule: object) -> float:
+        return float(step(rule.resolve(scores, step=step)))  # type: ignore[attr-defined]
+
     everything = np.concatenate([pd.read_parquet(p.path)["score"].to_numpy() for p in parts])
     for rule in (Contamination(0.05), AutoThreshold("mad"), AutoThreshold("iqr"), FixedScore(1.5)):
         (together,) = dask.compute(rule.resolve(scores), scheduler="sync")
-        assert _resolve_threshold(rule, scores, client) == together  # pass by pass
+        assert by_passes(rule) == together
     k = int(np.ceil(0.05 * everything.size))
-    assert _resolve_threshold(Contamination(0.05), scores, client) == np.sort(everything)[-k]
+    assert by_passes(Contamination(0.05)) == np.sort(everything)[-k]

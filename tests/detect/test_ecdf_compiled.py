@@ -50,7 +50,9 @@ def _check(X_train: np.ndarray, X: np.ndarray, method: str) -> FrozenEcdfScorer:
     assert scorer._compiled
     expected = _reference(X_train, X, method)
     np.testing.assert_array_equal(scorer.dimension_scores(X), expected)
-    np.testing.assert_allclose(scorer.score_samples(X), expected.sum(axis=1), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(
+        scorer.decision_function(X), expected.sum(axis=1), rtol=1e-12, atol=0
+    )
     u_left, u_right = scorer.tail_log_probabilities(X)
     ref_left, ref_right = scorer.reference_tail_log_probabilities(X)
     np.testing.assert_array_equal(u_left, ref_left)
@@ -90,7 +92,7 @@ def test_training_rows_match_pyod(method: str) -> None:
     reference = (ECOD() if method == "ecod" else COPOD()).fit(X_train)
     scorer = _check(X_train, X_train, method)
     np.testing.assert_allclose(
-        scorer.score_samples(X_train), reference.decision_scores_, rtol=1e-12, atol=1e-12
+        scorer.decision_function(X_train), reference.decision_scores_, rtol=1e-12, atol=1e-12
     )
 
 
@@ -206,7 +208,7 @@ def test_wrong_buckets_are_recounted(method: str) -> None:
         )
         expected = _reference(X_train, X, method)
         np.testing.assert_array_equal(scorer.dimension_scores(X), expected)
-        np.testing.assert_allclose(scorer.score_samples(X), expected.sum(axis=1), rtol=1e-12)
+        np.testing.assert_allclose(scorer.decision_function(X), expected.sum(axis=1), rtol=1e-12)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -249,7 +251,7 @@ def test_one_row_zero_rows_and_one_training_row(method: str) -> None:
     X_train = _mixed_train(rng, 300)
     _check(X_train, rng.normal(size=(1, 5)), method)
     scorer = _check(X_train, np.empty((0, 5)), method)
-    assert scorer.score_samples(np.empty((0, 5))).shape == (0,)
+    assert scorer.decision_function(np.empty((0, 5))).shape == (0,)
     assert scorer.dimension_scores(np.empty((0, 5))).shape == (0, 5)
     _check(X_train[:1], rng.normal(size=(20, 5)), method)
     _check(X_train[:2], np.vstack([X_train[:2], rng.normal(size=(20, 5))]), method)
@@ -261,14 +263,14 @@ def test_dtypes_and_layouts(method: str) -> None:
     X_train = _mixed_train(rng, 1000).astype(np.float32)
     X = rng.normal(size=(400, 5)).astype(np.float32)
     scorer = _check(X_train, X, method)
-    expected = scorer.score_samples(X)
+    expected = scorer.decision_function(X)
     X64 = X.astype(np.float64)
     for variant in (X64, np.asfortranarray(X64), np.repeat(X64, 2, axis=0)[::2], X.tolist()):
-        np.testing.assert_array_equal(scorer.score_samples(variant), expected)
+        np.testing.assert_array_equal(scorer.decision_function(variant), expected)
     with pytest.raises(ValueError, match="5 columns"):
-        scorer.score_samples(X[:, :4])
+        scorer.decision_function(X[:, :4])
     with pytest.raises(ValueError, match="2-D"):
-        scorer.score_samples(X[0])
+        scorer.decision_function(X[0])
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -294,7 +296,7 @@ def test_non_finite_training_values_use_the_reference(method: str) -> None:
     X = rng.normal(size=(30, 5))
     np.testing.assert_array_equal(scorer.dimension_scores(X), _reference(X_train, X, method))
     np.testing.assert_allclose(
-        scorer.score_samples(X), _reference(X_train, X, method).sum(axis=1), rtol=1e-12
+        scorer.decision_function(X), _reference(X_train, X, method).sum(axis=1), rtol=1e-12
     )
 
 
@@ -306,7 +308,7 @@ def test_pickle_ships_only_the_sorted_sample_and_old_pickles_load() -> None:
     assert len(data) < X_train.nbytes + 4096
     copy = pickle.loads(data)
     X = rng.normal(size=(200, 5))
-    np.testing.assert_array_equal(copy.score_samples(X), scorer.score_samples(X))
+    np.testing.assert_array_equal(copy.decision_function(X), scorer.decision_function(X))
     np.testing.assert_array_equal(copy.sorted_train_, np.sort(X_train, axis=0))
 
     # A scorer pickled before the compiled path: sorted_train_ as rows x features

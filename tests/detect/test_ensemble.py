@@ -37,7 +37,7 @@ def _manual(det: EnsembleDetector, X: np.ndarray) -> np.ndarray:
     scorer = det.scorer_
     columns = []
     for member, stats in zip(scorer.scorers, scorer.stats, strict=True):
-        raw = member.score_samples(X)
+        raw = member.decision_function(X)
         if det.combination == "vote":
             columns.append((raw >= stats.vote_threshold).astype(float))
         elif det.normalization == "zscore":
@@ -71,7 +71,7 @@ def test_every_combination_on_the_cluster(client: Client, data, combination: str
         contamination=0.02,
     ).fit(ddf)
     assert [m.name for m in det.members] == ["ecod", "knn", "isolation_forest"]
-    out = det.score(ddf).compute().sort_index()
+    out = det.detect(ddf).compute().sort_index()
     np.testing.assert_allclose(out["score"], _manual(det, df.to_numpy()), rtol=1e-10)
     assert roc_auc_score(labels, out["score"]) > 0.95
     if combination == "vote":
@@ -114,11 +114,11 @@ def test_params_rebuild_the_same_ensemble() -> None:
         combination="moa",
         normalization="rank",
     )
-    params = ens.get_params()
+    params = ens.params  # plain data (get_params keeps the members as given, for clone)
     assert params["detectors"][1] == {
         "name": "isolation_forest",
         "params": {"contamination": 0.05, "random_state": 3},
     }
     again = adp.create_detector("ensemble", **params)
-    assert again.get_params() == params
+    assert again.params == params
     assert [m.contamination for m in again.members] == [0.1, 0.05]

@@ -46,7 +46,7 @@ def test_injected_feature_ranks_first(client: Client, injected, name, params, me
     # Every injected row explained (flags from the ground truth, as a staged frame would carry)
     truth = np.zeros(len(df), dtype=bool)
     truth[rows] = True
-    staged = det.decision_function(ddf)
+    staged = det.decision_function(ddf).to_frame()
     flags = staged.assign(is_anomaly=dd.from_pandas(pd.Series(truth), npartitions=6))
     explained = explain_flagged(ddf, flags, det, top_k=3, method=method).compute().sort_index()
     first = [explained["top_features"].iloc[r][0] for r in rows]
@@ -54,7 +54,7 @@ def test_injected_feature_ranks_first(client: Client, injected, name, params, me
     assert share >= 0.9, f"{name}/{method}: injected feature first for {share:.0%}"
 
     # End to end: only the flagged rows get top_features, three distinct names each
-    out = det.score(ddf, explain=3, explain_method=method).compute().sort_index()
+    out = det.detect(ddf, explain=3, explain_method=method).compute().sort_index()
     flagged = out["is_anomaly"].to_numpy()
     assert flagged.sum() == pytest.approx(0.02 * len(df), abs=2)
     assert out.loc[~flagged, "top_features"].isna().all()
@@ -66,7 +66,7 @@ def test_explain_flagged_on_a_staged_frame(client: Client, injected) -> None:
     df, rows, which = injected
     ddf = dd.from_pandas(df, npartitions=4)
     det = adp.create_detector("knn", contamination=0.02).fit(ddf)
-    staged = det.decision_function(ddf).persist()
+    staged = det.decision_function(ddf).to_frame().persist()
     flagged = flag(staged, float(det.threshold_rule().resolve(staged["score"]).compute()))
     out = explain_flagged(ddf, flagged, det, top_k=2).compute().sort_index()
     assert list(out.columns) == ["score", "is_anomaly", "top_features"]

@@ -15,7 +15,7 @@ from adp.detect.hbos import HbosScorer
 
 def _same(model: HBOS, X: np.ndarray) -> None:
     expected = model.decision_function(X)
-    got = HbosScorer(model).score_samples(X)
+    got = HbosScorer(model).decision_function(X)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
 
 
@@ -50,15 +50,15 @@ def test_auto_bins_fall_back_to_pyod_and_bad_input_is_refused() -> None:
     auto = HBOS(n_bins="auto").fit(X)
     scorer = HbosScorer(auto)
     assert not scorer.compiled
-    np.testing.assert_array_equal(scorer.score_samples(X[:50]), auto.decision_function(X[:50]))
+    np.testing.assert_array_equal(scorer.decision_function(X[:50]), auto.decision_function(X[:50]))
     fixed = HbosScorer(HBOS().fit(X))
-    assert fixed.score_samples(np.empty((0, 4))).shape == (0,)
+    assert fixed.decision_function(np.empty((0, 4))).shape == (0,)
     with pytest.raises(ValueError, match="4 features"):
-        fixed.score_samples(X[:, :3])
+        fixed.decision_function(X[:, :3])
     bad = X[:10].copy()
     bad[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        fixed.score_samples(bad)
+        fixed.decision_function(bad)
 
 
 def test_the_registered_detector_scores_with_it() -> None:
@@ -67,7 +67,7 @@ def test_the_registered_detector_scores_with_it() -> None:
     ddf = dd.from_pandas(frame, npartitions=3)
     with dask.config.set(scheduler="sync"):
         det = adp.create_detector("hbos").fit(ddf)
-        scores = det.decision_function(ddf).compute()["score"].to_numpy()
+        scores = det.decision_function(ddf).compute().to_numpy()
     assert isinstance(det.scorer_, HbosScorer) and det.scorer_.compiled
     reference = HBOS().fit(frame.to_numpy())
     np.testing.assert_allclose(scores, reference.decision_function(frame.to_numpy()), atol=1e-12)

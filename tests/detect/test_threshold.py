@@ -10,8 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from adp.detect.threshold import Contamination, kth_largest
-from adp.errors import ConfigError, DataError
+from adp.detect.threshold import (
+    Contamination,
+    check_contamination,
+    kth_largest,
+    kth_largest_array,
+    top_count,
+)
+from adp.errors import DataError, DetectorError
 
 
 def _series(values: np.ndarray, npartitions: int) -> dd.Series:
@@ -55,10 +61,31 @@ def test_non_finite_scores_are_an_error() -> None:
 
 
 def test_contamination_range() -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(DetectorError, match="contamination"):
         Contamination(0.0)
-    with pytest.raises(ConfigError):
+    with pytest.raises(DetectorError, match="contamination"):
         Contamination(0.7)
+    with pytest.raises(DetectorError, match="AutoThreshold"):
+        Contamination("auto")  # type: ignore[arg-type]
+
+
+def test_one_contamination_validator_names_the_field() -> None:
+    assert check_contamination(0.05) == 0.05 and isinstance(check_contamination(1 / 4), float)
+    assert check_contamination(" AUTO ") == "auto"
+    for bad in (0, 0.0, -0.1, 0.51, float("nan"), True, None, "most", [0.1]):
+        with pytest.raises(DetectorError, match=r"^threshold\.contamination must be"):
+            check_contamination(bad, "threshold.contamination")
+    assert issubclass(DetectorError, ValueError)
+
+
+def test_kth_largest_array_is_the_distributed_rule_on_an_array() -> None:
+    values = np.array([5.0, 1.0, 3.0, 4.0, 2.0, 9.0, 7.0, 8.0, 6.0, 0.0])
+    assert kth_largest_array(values, 0.3) == 7.0  # ceil(0.3 * 10) = 3rd largest, not 4th
+    assert top_count(0.1, 30) == 3 and top_count(0.001, 10) == 1
+    lazy = kth_largest(_series(values, 3), 0.3).compute(scheduler="sync")
+    assert lazy == kth_largest_array(values, 0.3)
+    with pytest.raises(DataError, match="empty"):
+        kth_largest_array(np.array([]), 0.1)
 
 
 _READS: list[int] = []

@@ -27,7 +27,7 @@ def test_from_spec_accepts_auto() -> None:
     assert from_spec(contamination="AUTO", auto_method="iqr").method == "iqr"
     assert isinstance(from_spec(contamination=0.05), Contamination)
     assert isinstance(from_spec(score=2.0), FixedScore)
-    with pytest.raises(ConfigError, match="'auto'"):
+    with pytest.raises(DetectorError, match=r"threshold\.contamination .*'auto'"):
         from_spec(contamination="most")
     with pytest.raises(ConfigError, match="mad, iqr"):
         from_spec(contamination="auto", auto_method="otsu")
@@ -71,7 +71,7 @@ def test_detector_with_auto_contamination_flags_the_outliers(client: Client) -> 
     X[:30] += 9
     ddf = dd.from_pandas(pd.DataFrame(X, columns=list("abcd")), npartitions=5)
     det = adp.create_detector("ecod", contamination="auto").fit(ddf)
-    out = det.score(ddf).compute()
+    out = det.detect(ddf).compute()
     assert out["is_anomaly"].iloc[:30].all()
     assert out["is_anomaly"].mean() < 0.1
     assert isinstance(det.threshold_rule(None), AutoThreshold)

@@ -143,11 +143,11 @@ def test_merged_distributed_forest(pyod_scale) -> None:
     assert scorer.compiled is not None
     Y = _normal(2000, 4, seed=7)
     expected = -merged.decision_function(Y) if pyod_scale else -merged.score_samples(Y)
-    _assert_same(scorer.score_samples(Y), expected)
-    _assert_same(pickle.loads(pickle.dumps(scorer)).score_samples(Y), expected)
+    _assert_same(scorer.decision_function(Y), expected)
+    _assert_same(pickle.loads(pickle.dumps(scorer)).decision_function(Y), expected)
     plain = ForestScorer(merged, pyod_scale=pyod_scale, compiled=False)
     assert plain.compiled is None
-    _assert_same(plain.score_samples(Y), expected)
+    _assert_same(plain.decision_function(Y), expected)
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
@@ -163,9 +163,9 @@ def test_non_finite_rows_fall_back_to_scikit_learn() -> None:
             CompiledForest.from_forest(fitted).score_samples(X[bad : bad + 1])
     scorer = ForestScorer(fitted, pyod_scale=False)
     assert scorer.compiled is not None
-    _assert_same(scorer.score_samples(X), -fitted.score_samples(X))
+    _assert_same(scorer.decision_function(X), -fitted.score_samples(X))
     frame = pd.DataFrame(X[:3], columns=["a", "b", "c"])  # not an ndarray: scikit-learn
-    _assert_same(scorer.score_samples(frame), -fitted.score_samples(X[:3]))
+    _assert_same(scorer.decision_function(frame), -fitted.score_samples(X[:3]))
 
 
 def test_too_deep_or_unusual_forests_fall_back_to_scikit_learn() -> None:
@@ -176,7 +176,7 @@ def test_too_deep_or_unusual_forests_fall_back_to_scikit_learn() -> None:
         CompiledForest.from_forest(deep)
     scorer = ForestScorer(deep, pyod_scale=False)
     assert scorer.compiled is None
-    _assert_same(scorer.score_samples(X[:100]), -deep.score_samples(X[:100]))
+    _assert_same(scorer.decision_function(X[:100]), -deep.score_samples(X[:100]))
 
     shallow = IsolationForest(n_estimators=5, random_state=0).fit(X[:500])
     with pytest.raises(UnsupportedForest, match="depth"):
@@ -200,11 +200,11 @@ def test_registry_scorer_equals_pyod_decision_function() -> None:
     estimator.fit(X)
     scorer = info.scorer(estimator, X)
     assert isinstance(scorer, ForestScorer) and scorer.compiled is not None
-    _assert_same(scorer.score_samples(Y), estimator.decision_function(Y))
+    _assert_same(scorer.decision_function(Y), estimator.decision_function(Y))
 
     sk_info = detector_info("sklearn_isolation_forest")
     sk = sk_info.build({"random_state": 0}, contamination=0.1).fit(X)
-    _assert_same(sk_info.scorer(sk, X).score_samples(Y), -sk.score_samples(Y))
+    _assert_same(sk_info.scorer(sk, X).decision_function(Y), -sk.score_samples(Y))
 
 
 def test_fitted_detector_scores_as_pyod(client: Client) -> None:
@@ -214,7 +214,7 @@ def test_fitted_detector_scores_as_pyod(client: Client) -> None:
     det = adp.create_detector("isolation_forest", n_estimators=30, random_state=0).fit(ddf)
     assert det.scorer_.compiled is not None
     pyod = IForest(n_estimators=30, random_state=0, n_jobs=1).fit(X)
-    scores = det.decision_function(ddf).compute().sort_index()["score"].to_numpy()
+    scores = det.decision_function(ddf).compute().sort_index().to_numpy()
     _assert_same(scores, pyod.decision_function(X))
 
 

@@ -108,7 +108,7 @@ def test_scores_and_flags_map_back_onto_the_coordinates(client, stores):
     ds, _, zarr = stores
     ddf = adp.read(zarr, window=2)
     det = adp.create_detector("hbos", contamination=0.05).fit(ddf, exclude=["sensor"])
-    scored = det.score(ddf, key=["time", "sensor"])
+    scored = det.detect(ddf, key=["time", "sensor"])
     arrays = adp.to_xarray(scored, zarr)
     assert arrays["score"].dims == ("time", "sensor")
     assert arrays["score"].chunks is not None  # lazy: one block per partition

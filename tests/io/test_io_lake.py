@@ -144,7 +144,7 @@ def test_a_scored_frame_is_written_to_s3_with_the_atomic_sink(client, s3):
         df.to_parquet(f, index=False)
     ddf = adp.read(source, storage_options=s3.storage_options).repartition(npartitions=3)
     det = adp.create_detector("hbos", contamination=0.05).fit(ddf, key=["id"])
-    scored = det.score(ddf, key=["id"])
+    scored = det.detect(ddf, key=["id"])
     target = f"s3://{bucket}/out/scores"
     staging = Staging(target, "error", s3.storage_options)
     with staging.session():

@@ -95,7 +95,7 @@ def test_impute_median_is_computed_once_and_reused_at_score_time(client):
     assert again.compute()["a"].iloc[0] == medians["a"]
     # a detector fitted and scored through the same policy scores every row
     det = adp.create_detector("hbos", contamination=0.1).fit(filled, features=["a", "b"])
-    assert len(det.score(again).compute()) == 2
+    assert len(det.detect(again).compute()) == 2
 
 
 def test_policy_errors_name_what_is_wrong(client):

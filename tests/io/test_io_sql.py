@@ -146,7 +146,7 @@ def test_scored_rows_go_back_to_the_database(client, db, table_name):
     _load(db, table_name, df)
     ddf = adp.read(db, table=table_name, index_col="id", npartitions=3)
     det = adp.create_detector("hbos", contamination=0.02).fit(ddf, features=["x", "y"])
-    scored = det.score(ddf)
+    scored = det.detect(ddf)
     target = f"{table_name}_scores"
     assert write_table(scored, db, target, key=["id"], mode="overwrite") == 1500
     back = pd.read_sql(sa.text(f'SELECT * FROM "{target}"'), engine_for(db))

@@ -73,6 +73,39 @@ def test_run_search_job_prints_and_registers(client, labelled, tmp_path):
         run_search_job(no_search, client)
 
 
+def test_search_job_fits_the_missing_policy_into_the_registered_winner(client, labelled, tmp_path):
+    """``source.missing: impute_median``: the trials run on imputed rows, and the registered
+    winner carries the policy and its fit-time medians (no medians in the metadata)."""
+    import dask.dataframe as dd
+    import numpy as np
+
+    from adp.jobs.search import run_search_job
+    from adp.jobs.spec import JobSpec
+    from adp.models.api import ModelRegistry
+
+    frame = labelled.compute()
+    frame.loc[frame.index[::40], "f0"] = np.nan
+    frame.loc[frame.index[7::60], "f3"] = np.nan
+    lake = tmp_path / "lake"
+    dd.from_pandas(frame, npartitions=3).to_parquet(str(lake))
+    data = _spec(lake, register={"name": "imputed"})
+    data["source"]["missing"] = "impute_median"
+    registry = ModelRegistry(f"sqlite:///{tmp_path / 'm.db'}", str(tmp_path / "store"))
+    result = run_search_job(
+        JobSpec.from_dict(data), client, console=Console(file=io.StringIO()), registry=registry
+    )
+    assert (result.leaderboard["status"] == "ok").all(), result.leaderboard["error"].tolist()
+    winner = registry.get("imputed")
+    assert winner.missing_ == "impute_median"
+    features = [f"f{i}" for i in range(5)]
+    assert sorted(winner.medians_) == features
+    for name in features:  # dask's one-pass approximate median
+        assert winner.medians_[name] == pytest.approx(frame[name].median(), abs=0.2)
+    assert registry.info("imputed", 1).metadata == {"job": "search-job", "missing": "impute_median"}
+    scores = winner.decision_function(dd.from_pandas(frame, npartitions=2)).compute()
+    assert len(scores) == len(frame) and np.isfinite(scores).all()  # NaN rows imputed
+
+
 def test_adp_search_command(client, labelled, tmp_path):
     from adp.jobs.cli import search
 

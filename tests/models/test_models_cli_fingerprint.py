@@ -8,6 +8,7 @@ import os
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 
@@ -89,3 +90,15 @@ def test_file_fingerprint_uses_the_listing(tmp_path):
     assert touched != base
     (lake / "part.2.parquet").write_bytes(target.read_bytes())
     assert fingerprint_files(str(lake)) not in (base, touched)
+
+
+def test_fingerprint_errors_name_the_source(tmp_path):
+    from adp.errors import ConfigError, SourceError
+    from adp.models.fingerprint import fingerprint_source
+
+    missing = str(tmp_path / "nowhere")
+    with pytest.raises(SourceError, match=r"cannot fingerprint .*nowhere.*nothing exists"):
+        fingerprint_source(missing)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    with pytest.raises(ConfigError, match=r"cannot fingerprint 'sqlite:.*without its data frame"):
+        fingerprint_source(url)

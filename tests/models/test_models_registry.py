@@ -24,7 +24,7 @@ from adp.errors import (
 
 
 def _scores(detector: Any, ddf: Any) -> np.ndarray:
-    return detector.decision_function(ddf)["score"].compute().to_numpy()
+    return detector.decision_function(ddf).compute().to_numpy()
 
 
 def test_round_trip_versions_metadata_and_scores(registry, fitted, small_ddf):
@@ -161,7 +161,7 @@ def test_a_lost_version_race_retries_and_cleans_up(tmp_path, fitted, monkeypatch
 def test_identifiers_are_validated(tmp_path):
     from adp.models.api import ModelRegistry
 
-    with pytest.raises(ConfigError, match="not a valid SQL identifier"):
+    with pytest.raises(ConfigError, match="table prefix .* is not a plain SQL identifier"):
         ModelRegistry(f"sqlite:///{tmp_path / 'x.db'}", str(tmp_path), table_prefix="a; drop")
     with pytest.raises(ConfigError, match="invalid model registry URL"):
         ModelRegistry("not a url", str(tmp_path))

@@ -12,6 +12,7 @@ from observe_helpers import require_tool
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from adp.errors import ConfigError
 from adp.observe import events
 from adp.observe.events import FIGURES, report, report_client
 from adp.observe.metrics import (
@@ -57,6 +58,8 @@ def test_report_checks_names_and_values() -> None:
         report(rows_scored=-1)
     with pytest.raises(ValueError, match="finite"):
         report_client(None, fit_seconds=float("nan"))
+    with pytest.raises(ConfigError, match=r"fit_seconds='soon' must be a finite number"):
+        report_client(None, fit_seconds="soon")  # type: ignore[arg-type]
 
 
 def test_report_is_cheap_outside_a_worker() -> None:

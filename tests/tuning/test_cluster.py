@@ -20,7 +20,7 @@ SMALL_FOREST = {"isolation_forest": {"n_estimators": [30, 60], "max_samples": [1
 
 
 def _auc(detector, ddf) -> float:
-    scores = detector.decision_function(ddf)["score"].compute()
+    scores = detector.decision_function(ddf).compute()
     return float(roc_auc_score(ddf["label"].compute().loc[scores.index], scores))
 
 
