@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "adp"
 
@@ -150,6 +152,7 @@ def test_every_subcommand_is_listed_and_lives_beside_its_package() -> None:
         assert name in help_text
 
 
+@pytest.mark.slow
 def test_import_adp_is_cheap_and_every_public_name_resolves() -> None:
     code = (
         "import sys, adp\n"

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from adp.bench.hotspots import profile
 from adp.bench.kernels import kernels
 
 
+@pytest.mark.slow
 def test_kernels_report_equal_scores_and_both_timings() -> None:
     result = CliRunner().invoke(
         kernels, ["--rows", "20000", "--features", "6", "--repeats", "1", "--json"]

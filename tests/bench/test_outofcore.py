@@ -73,6 +73,7 @@ def test_rss_sampler_reports_growth() -> None:
     assert sampler.growth_bytes >= 32 * 2**20
 
 
+@pytest.mark.slow
 def test_job_threshold_reads_staged_scores_in_groups(client, tmp_path) -> None:
     rng = np.random.default_rng(0)
     parts = []

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from adp.bench.reading import io
 
 
+@pytest.mark.slow
 def test_bench_io_measures_every_source_on_1_and_2_workers(client, pg_url):
     result = CliRunner().invoke(io, ["--rows", "800", "--json"])
     assert result.exit_code == 0, result.output

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from adp.bench.scoring import make_lake, scoring
 
 
+@pytest.mark.slow
 def test_bench_scoring_reports_every_figure_the_issue_names(tmp_path) -> None:
     make_lake(40_000, 4, tmp_path, file_rows=10_000)  # 4 partitions
     result = CliRunner().invoke(

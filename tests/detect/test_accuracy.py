@@ -22,6 +22,7 @@ from adp.bench.accuracy import (
 SUBSET = ["isolation_forest", "ecod", "copod", "knn", "pca"]
 
 
+@pytest.mark.slow
 def test_adp_matches_single_process_pyod_on_real_data(client: Client, odds_dir) -> None:
     frame = bench_accuracy(["cardio"], SUBSET, client=client, odds_dir=odds_dir)
     assert len(frame) == len(SUBSET) and set(SUBSET) <= set(DEFAULT_DETECTORS)

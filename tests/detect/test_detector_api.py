@@ -65,6 +65,7 @@ def test_score_before_fit() -> None:
         adp.create_detector("hbos").detect(dd.from_pandas(_frame(100), npartitions=2))
 
 
+@pytest.mark.slow
 def test_fit_sample_is_bounded_and_features_remembered(client) -> None:
     df = _frame(5000)
     ddf = dd.from_pandas(df, npartitions=5)

@@ -312,6 +312,7 @@ class _EagerStage(InMemoryStage):
         return staged["score"].repartition(npartitions=2)  # regrouped, as a job may
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("threshold", [None, "auto", 0.7])
 def test_run_detection_with_a_custom_stage_gives_the_in_memory_threshold(client, threshold) -> None:
     df = _frame(1200, seed=8)

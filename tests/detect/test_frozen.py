@@ -26,6 +26,7 @@ def _batched(score, X: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([score(X[i : i + size]) for i in range(0, len(X), size)])
 
 
+@pytest.mark.slow
 def test_pyod_cof_and_rod_depend_on_the_batch(data) -> None:
     """The reason ADP freezes them: PyOD scores the same rows differently in batches."""
     X, new = data

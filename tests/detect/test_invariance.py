@@ -34,9 +34,15 @@ def _data(n: int, d: int, seed: int) -> pd.DataFrame:
 
 
 AVAILABLE = [i for i in all_detectors() if i.is_available()]
+#: Over ~2 s each on 2 cores (torch, quadratic fits): run by `make test`, not `make test-fast`.
+SLOW = {"autoencoder", "deep_svdd", "lunar", "abod", "cblof", "qmcd", "rod"}
+CASES = [
+    pytest.param(i, marks=pytest.mark.slow) if i.name in SLOW else pytest.param(i)
+    for i in AVAILABLE
+]
 
 
-@pytest.mark.parametrize("info", AVAILABLE, ids=lambda i: i.name)
+@pytest.mark.parametrize("info", CASES, ids=lambda i: i.name)
 def test_scores_do_not_depend_on_the_partitioning(client: Client, info) -> None:
     d = 1 if info.name == "mad" else 4
     train = dd.from_pandas(_data(240, d, seed=1), npartitions=3)

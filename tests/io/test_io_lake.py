@@ -134,6 +134,7 @@ def test_s3_csv_and_json_lines(client, s3):
         np.testing.assert_allclose(out["z"].to_numpy(), df["z"].to_numpy())
 
 
+@pytest.mark.slow
 def test_a_scored_frame_is_written_to_s3_with_the_atomic_sink(client, s3):
     from adp.io.sinks import MANIFEST, Staging, manifest_for, write_partitions
 

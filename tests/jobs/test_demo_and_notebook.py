@@ -34,6 +34,7 @@ def test_demo_lake_has_known_injected_anomalies(tmp_path) -> None:
     pd.testing.assert_frame_equal(frame, again)  # same seed, same lake
 
 
+@pytest.mark.slow
 def test_adp_demo_prints_summary_and_writes_report(client, tmp_path) -> None:
     proc = subprocess.run(
         [
@@ -76,6 +77,7 @@ def test_adp_demo_prints_summary_and_writes_report(client, tmp_path) -> None:
     assert "threshold" in page and "Top 25 anomalies" in page
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_executes(client, tmp_path) -> None:
     jupytext = pytest.importorskip("jupytext")
     nbclient = pytest.importorskip("nbclient")

@@ -154,6 +154,7 @@ def test_failed_job_leaves_nothing_half_written(client, tmp_path) -> None:
     assert not leftovers  # no staging folder left either
 
 
+@pytest.mark.slow
 def test_adp_run_cli_succeeds_and_prints_the_summary(client, tmp_path) -> None:
     lake = _lake(tmp_path / "lake")
     out = tmp_path / "scores"
@@ -182,6 +183,7 @@ def test_adp_run_cli_succeeds_and_prints_the_summary(client, tmp_path) -> None:
     assert "<svg" in page and "Top" in page
 
 
+@pytest.mark.slow
 def test_adp_run_cli_reports_spec_errors(tmp_path) -> None:
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump({"source": {"uri": "x", "colour": "red"}}))
@@ -268,6 +270,7 @@ def test_job_is_audited_and_the_chain_verifies(client, tmp_path) -> None:
     assert log.verify().ok
 
 
+@pytest.mark.slow
 def test_job_does_not_run_when_its_audit_record_cannot_be_written(client, tmp_path) -> None:
     import sqlite3
 

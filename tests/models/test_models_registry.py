@@ -183,6 +183,7 @@ def test_module_functions_use_the_configured_registry(tmp_path, fitted):
         assert conn.execute(sa.text("select count(*) from adp_model_versions")).scalar() == 1
 
 
+@pytest.mark.slow
 def test_artifacts_round_trip_through_s3(tmp_path, fitted, small_ddf):
     from adp.bench.reading import start_moto
     from adp.models.api import ModelRegistry

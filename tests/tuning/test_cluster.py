@@ -116,6 +116,7 @@ def test_unlabelled_search_ranks_by_model_centrality(client, labelled):
     assert set(consensus.leaderboard["trial"]) == set(board["trial"])
 
 
+@pytest.mark.slow
 def test_time_budget_keeps_finished_trials_and_cancels_the_rest(client, labelled):
     # Fast PCA trials and slow forests alternate; the budget ends while forests run.
     space = {"pca": None, "isolation_forest": {"n_estimators": [800, 1000], "max_samples": [256]}}
@@ -182,6 +183,7 @@ def test_bad_requests_fail_before_any_trial(client, labelled):
         adp.search(few, "pca", label="label", cv=3, random_state=0)
 
 
+@pytest.mark.slow
 def test_adp_search_is_the_function_whichever_import_came_first():
     # The engine lives in adp.tuning, so importing it first cannot rebind adp.search.
     code = (
