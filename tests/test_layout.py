@@ -21,6 +21,7 @@ LAYERS = {
     "db": 0,
     "paths": 0,
     "lazy": 0,
+    "redact": 0,
     "clitools": 0,
     "io": 1,
     "observe": 1,
