@@ -6,14 +6,25 @@ variables onto the ``adp.*`` keys, and :func:`settings` returns a validated snap
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import dask.config
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _DEFAULTS_FILE = Path(__file__).with_name("adp.yaml")
+
+
+def default_state_dir() -> Path:
+    """Where ADP keeps its state when ``adp.state-dir`` is not set: the user's data
+    directory (``platformdirs.user_data_dir("adp")``, e.g. ``~/.local/share/adp`` on
+    Linux), so the audit trail, the model registry and staging owners are the same
+    wherever a command runs from."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("adp", appauthor=False))
 
 
 def _register_defaults() -> None:
@@ -49,11 +60,19 @@ class ScoreSettings(_Section):
 class IOSettings(_Section):
     allowed_roots: list[str] = Field(default_factory=list, alias="allowed-roots")
     allow_link_local_endpoints: bool = Field(False, alias="allow-link-local-endpoints")
+    connect_timeout: float = Field(3.0, alias="connect-timeout", gt=0)
+    read_timeout: float = Field(4.0, alias="read-timeout", gt=0)
+    retries: int = Field(1, ge=0, le=10)
 
 
 class AuditSettings(_Section):
     url: str | None = None
-    checkpoint_key: str | None = Field(None, alias="checkpoint-key")
+    signing_key: Path | None = Field(None, alias="signing-key")
+    public_key: Path | None = Field(None, alias="public-key")
+    anchor: str | None = None
+    anchor_storage_options: dict[str, Any] = Field(
+        default_factory=dict, alias="anchor-storage-options"
+    )
 
 
 class ModelSettings(_Section):
@@ -64,13 +83,25 @@ class ModelSettings(_Section):
 class Settings(_Section):
     """A validated snapshot of the ``adp`` section of dask.config."""
 
-    state_dir: Path = Field(Path(".adp"), alias="state-dir")
+    state_dir: Path = Field(default_factory=default_state_dir, alias="state-dir")
+    debug: bool = False
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     fit: FitSettings = Field(default_factory=FitSettings)
     score: ScoreSettings = Field(default_factory=ScoreSettings)
     io: IOSettings = Field(default_factory=IOSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
+
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _state_dir(cls, value: object) -> object:
+        """Null means the user's data directory; ``~`` is expanded and a relative path is
+        made absolute (against the working directory, once, when read)."""
+        if value is None or value == "":
+            return default_state_dir()
+        if isinstance(value, str | os.PathLike):
+            return Path(os.path.expanduser(os.fspath(value))).absolute()
+        return value
 
 
 def settings() -> Settings:

@@ -13,6 +13,7 @@ all use.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -217,11 +218,36 @@ def engine_for(
         return engine
 
 
+def server_connect_args(url: URL) -> dict[str, Any]:
+    """Connect (and, where the driver has one, read) timeouts for a server database, from
+    dask config ``adp.io.connect-timeout`` / ``adp.io.read-timeout``, unless the URL's
+    query already sets them: a dead or hung server fails in seconds, not minutes."""
+    from adp.config import settings
+
+    io = settings().io
+    connect = max(2, math.ceil(io.connect_timeout))  # libpq's minimum is 2 s
+    backend, driver = url.get_backend_name(), url.get_driver_name()
+    args: dict[str, Any] = {}
+    if backend == "postgresql":
+        args["connect_timeout"] = connect
+    elif backend in ("mysql", "mariadb") and driver in ("pymysql", "mysqldb"):
+        args.update(connect_timeout=connect, read_timeout=math.ceil(io.read_timeout))
+    return {k: v for k, v in args.items() if k not in url.query}
+
+
 def _create(parsed: URL, sqlite: bool, timeout: float, wal: bool, immediate: bool) -> Engine:
     if not sqlite:
-        return sa.create_engine(parsed, pool_pre_ping=True)
+        return sa.create_engine(  # hide_parameters: no data value in any error message
+            parsed,
+            pool_pre_ping=True,
+            connect_args=server_connect_args(parsed),
+            hide_parameters=True,
+        )
     engine = sa.create_engine(
-        parsed, connect_args={"timeout": timeout}, execution_options={_WRITE: immediate}
+        parsed,
+        connect_args={"timeout": timeout},
+        execution_options={_WRITE: immediate},
+        hide_parameters=True,
     )
     _sqlite_recipe(engine, wal)
     return engine
@@ -257,5 +283,6 @@ __all__ = [
     "is_sql_url",
     "parse_url",
     "safe_url",
+    "server_connect_args",
     "write_transaction",
 ]

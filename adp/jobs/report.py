@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from adp.jobs.runner import JobResult
-from adp.jobs.spec import ReportSpec
+from adp.jobs.spec import OutputSpec, ReportSpec
+from adp.redact import redact_url
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -78,7 +79,7 @@ def _series_figure(
 def _summary_rows(result: JobResult) -> list[tuple[str, str]]:
     rows = [
         ("job", result.name),
-        ("output", result.output_uri),
+        ("output", redact_url(result.output_uri) or ""),
         ("detector", f"{result.detector} on {len(result.features)} features"),
         ("rows scored", f"{result.rows:,} in {result.partitions} partitions"),
         ("workers", str(result.workers)),
@@ -105,7 +106,60 @@ svg { max-width: 100%; height: auto; }
 """
 
 
-def write_report(result: JobResult, path: str | Path, spec: ReportSpec | None = None) -> Path:
+def read_output(result: JobResult, output: OutputSpec | None = None) -> dd.DataFrame:
+    """The committed output of a job, lazily: its Parquet dataset (with the output's
+    ``storage_options``, so an S3 output is read with the job's credentials and endpoint),
+    or its database table (partitioned on its first integer or datetime column)."""
+    from adp.io.read import read
+
+    if output is not None and output.table is not None:
+        # the column it is partitioned on is its index: put it back among the columns; a
+        # database's BOOLEAN comes back as objects (or 0/1): make the flag a bool again
+        table = _read_table(output.uri, output.table).reset_index()
+        meta = table._meta.astype({"is_anomaly": bool})
+        return table.map_partitions(_flags_as_bool, meta=meta)
+    options = output.storage_options if output is not None else None
+    # adp.read, not a plain Parquet reader: an ADP output is what its manifest names
+    return read(result.output_uri, format="parquet", storage_options=options)
+
+
+def _flags_as_bool(part: pd.DataFrame) -> pd.DataFrame:
+    words = part["is_anomaly"].astype(str).str.strip().str.lower()
+    return part.assign(is_anomaly=words.isin(["1", "true", "t", "1.0"]).to_numpy(dtype=bool))
+
+
+def _read_table(url: str, table: str) -> dd.DataFrame:
+    import sqlalchemy as sa
+
+    from adp.db import engine_for
+    from adp.errors import DataError
+    from adp.io.read import read
+
+    try:
+        return read(url, table=table)
+    except DataError:  # no single-column integer primary key: partition on another column
+        pass
+    columns = sa.inspect(engine_for(url)).get_columns(table)
+    for column in columns:
+        try:
+            kind = column["type"].python_type
+        except NotImplementedError:
+            continue
+        if column["name"] != "is_anomaly" and kind.__name__ in ("int", "datetime", "date"):
+            return read(url, table=table, index_col=column["name"])
+    raise DataError(
+        f"the output table {table!r} has no integer or datetime column to read it in "
+        "partitions by; the report cannot be drawn"
+    )
+
+
+def write_report(
+    result: JobResult,
+    path: str | Path,
+    spec: ReportSpec | None = None,
+    *,
+    output: OutputSpec | None = None,
+) -> Path:
     """Render the HTML report of a finished job from its committed output.
 
     Parameters
@@ -116,6 +170,9 @@ def write_report(result: JobResult, path: str | Path, spec: ReportSpec | None = 
         Where to write the HTML file.
     spec : ReportSpec, optional
         Time and group columns for the series plot, and table sizes.
+    output : OutputSpec, optional
+        The job's output section: a database table is read from the database, and a
+        folder with the section's ``storage_options``.
 
     Returns
     -------
@@ -123,7 +180,7 @@ def write_report(result: JobResult, path: str | Path, spec: ReportSpec | None = 
         The written file.
     """
     spec = spec or ReportSpec()
-    scored = dd.read_parquet(result.output_uri)
+    scored = read_output(result, output)
     sections = [
         "<h2>Summary</h2><table>"
         + "".join(
@@ -146,6 +203,8 @@ def write_report(result: JobResult, path: str | Path, spec: ReportSpec | None = 
                 + _series_figure(scored, spec.time, spec.group, groups, result.threshold)
             )
     top = scored.nlargest(spec.top, "score").compute()
+    if top.index.name is not None:
+        top = top.reset_index()
     sections.append(
         f"<h2>Top {len(top)} anomalies</h2>"
         + top.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)

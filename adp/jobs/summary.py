@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from adp.jobs.runner import JobResult
+from adp.redact import redact_url
 
 
 def print_summary(result: JobResult, console: Console | None = None) -> None:
@@ -29,7 +30,7 @@ def print_summary(result: JobResult, console: Console | None = None) -> None:
             table.add_row("recall by kind", kinds)
     if result.profile is not None:
         table.add_row("data quality", result.profile.render())
-    table.add_row("output", result.output_uri)
+    table.add_row("output", redact_url(result.output_uri) or "")
     if result.report_path:
         table.add_row("report", result.report_path)
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.stage_seconds.items())

@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from adp.detect.detector import BaseDetector
-from adp.errors import ConfigError, ModelIntegrityError, NotFittedError
+from adp.errors import ConfigError, NotFittedError
 from adp.models.metadata import (
     Catalog,
     ModelVersion,
@@ -35,6 +35,7 @@ from adp.models.metadata import (
     jsonable,
 )
 from adp.models.store import ArtifactStore, load_verified, serialize, sha256_hex
+from adp.redact import redact_url
 
 _LIBRARIES = (
     "adp",
@@ -79,7 +80,11 @@ def parse_ref(ref: str) -> tuple[str, int | str]:
         raise ConfigError(f"model reference {ref!r} ends with '@': add a version, e.g. {name}@1")
     if not sep:
         return name, "latest"
-    return name, int(version) if version.isdigit() else version
+    if version.isascii() and version.isdigit():
+        if int(version) > 2**63 - 1:  # a database integer's range (OverflowError otherwise)
+            raise ConfigError(f"model reference {ref!r}: version {version} is out of range")
+        return name, int(version)
+    return name, version
 
 
 class ModelRegistry:
@@ -141,7 +146,8 @@ class ModelRegistry:
         metadata : dict, optional
             Free-form, JSON-serializable notes kept with the version.
         source : str, optional
-            Where the training data came from (a URI, a table).
+            Where the training data came from (a URI, a table); a password in it is
+            stored as ``***`` (:func:`adp.redact.redact_url`).
         fingerprint : str, optional
             A fingerprint of that data (:func:`adp.models.fingerprint_frame` or
             :func:`adp.models.fingerprint_files`).
@@ -184,7 +190,7 @@ class ModelRegistry:
                 size_bytes=len(data),
                 created_at=dt.datetime.now(dt.UTC),
                 created_by=_user(),
-                source=source,
+                source=redact_url(source),
                 fingerprint=fingerprint,
                 sample_rows=getattr(detector, "n_samples_fit_", None),
                 rows_seen=getattr(detector, "n_rows_seen_", None),
@@ -227,16 +233,16 @@ class ModelRegistry:
         adp.errors.ModelNotFoundError
             For an unknown name, version or stage.
         adp.errors.ModelIntegrityError
-            When the artifact does not match the registry; nothing is deserialized.
+            When the registry's row points outside the store (nothing is read), the
+            artifact does not match the recorded SHA-256 (nothing is deserialized), or it
+            is not a Detector.
         adp.errors.SourceError
             When the artifact is missing from the store.
         """
         record = self.info(name, version)
-        data = self.store.read(record.artifact_uri)
+        data = self.store.read(record.artifact_uri)  # refuses a location outside the store
         where = f"model {record.ref} at {record.artifact_uri}"
-        detector = load_verified(data, record.sha256, where)
-        if not isinstance(detector, BaseDetector):  # pragma: no cover - verified bytes we wrote
-            raise ModelIntegrityError(f"{where} holds a {type(detector).__name__}, not a Detector")
+        detector: BaseDetector = load_verified(data, record.sha256, where, BaseDetector)
         return detector
 
     def load(self, ref: str) -> BaseDetector:

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from adp.db import check_identifier, engine_for, parse_url
 from adp.errors import ConfigError, ModelNotFoundError
+from adp.redact import redact_url
 
 STAGES: tuple[str, ...] = ("none", "staging", "production", "archived")
 """Lifecycle stages of a model version; new versions start at ``"none"``."""
@@ -161,6 +162,11 @@ class Catalog:
     def __repr__(self) -> str:
         return f"Catalog({self.engine.url.render_as_string(hide_password=True)!r})"
 
+    @property
+    def safe_url(self) -> str:
+        """The database URL with its password hidden."""
+        return str(redact_url(self.url))
+
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
@@ -204,7 +210,7 @@ class Catalog:
             size_bytes=int(m["size_bytes"]),
             created_at=_utc(m["created_at"]),  # type: ignore[arg-type]
             created_by=m["created_by"],
-            source=m["source"],
+            source=redact_url(m["source"]),  # rows from before redaction, too
             fingerprint=m["fingerprint"],
             sample_rows=m["sample_rows"],
             rows_seen=m["rows_seen"],

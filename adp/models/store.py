@@ -1,12 +1,20 @@
 """Model artifacts on a lake path (local or any fsspec URL), checked by SHA-256.
 
 An artifact is a fitted :class:`adp.Detector` serialized with cloudpickle. Unpickling runs
-code chosen by whoever wrote the bytes, so an artifact is **never** deserialized before its
-SHA-256 matches the digest recorded in the registry's database when the model was
-registered (:func:`load_verified`): the database is the root of trust, the store only holds
-bytes. Someone who can rewrite the store but not the database cannot get code run; someone
-who can write both can, so give the database the stricter permissions. Pickle is acceptable
-here only because of this check; never point the registry at artifacts from elsewhere.
+code chosen by whoever wrote the bytes, so loading takes three checks, in this order, and
+deserializes nothing until all of the first two pass:
+
+1. **Inside the store.** The artifact's location (from the registry database) must lie
+   inside the store's root, after resolving ``..`` and symbolic links
+   (:meth:`ArtifactStore.read`); a row pointing anywhere else is refused without reading it.
+2. **Digest.** Its SHA-256 must match the digest recorded in the registry's database when
+   the model was registered (:func:`load_verified`).
+3. **Type.** The object must be of the expected class (an :class:`adp.Detector`).
+
+Someone who can rewrite the store but not the database cannot get code run; someone who can
+write the database alone can point a row only at bytes the store already holds; someone who
+can write both can, so give both strict permissions. Pickle is acceptable here only because
+of these checks; never point the registry at artifacts from elsewhere.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import pickle  # noqa: S403 - loaded only after the digest verifies, see the module docstring
+import posixpath
 import uuid
 from typing import Any
 
@@ -35,7 +44,9 @@ def serialize(obj: Any) -> bytes:
     return bytes(cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def load_verified(data: bytes, expected_sha256: str, where: str) -> Any:
+def load_verified(
+    data: bytes, expected_sha256: str, where: str, expected_type: type | None = None
+) -> Any:
     """Deserialize ``data`` only if its SHA-256 equals ``expected_sha256``.
 
     Parameters
@@ -46,11 +57,14 @@ def load_verified(data: bytes, expected_sha256: str, where: str) -> Any:
         The digest recorded in the registry database.
     where : str
         How to name the artifact in errors (``name@version at <uri>``).
+    expected_type : type, optional
+        The class the object must be an instance of.
 
     Raises
     ------
     adp.errors.ModelIntegrityError
-        When the digests differ; nothing has been deserialized.
+        When the digests differ (nothing has been deserialized), or the object is not an
+        ``expected_type``.
     """
     actual = sha256_hex(data)
     if not hmac.compare_digest(actual, str(expected_sha256).lower()):
@@ -60,7 +74,13 @@ def load_verified(data: bytes, expected_sha256: str, where: str) -> Any:
             "after registration; it was not deserialized. Register the model again from a "
             "trusted source."
         )
-    return pickle.loads(data)  # noqa: S301 - verified against the registry just above
+    obj = pickle.loads(data)  # noqa: S301 - verified against the registry just above
+    if expected_type is not None and not isinstance(obj, expected_type):
+        raise ModelIntegrityError(
+            f"refusing {where}: it holds a {type(obj).__module__}.{type(obj).__qualname__}, "
+            f"not a {expected_type.__qualname__}; register the model again"
+        )
+    return obj
 
 
 class ArtifactStore:
@@ -95,6 +115,41 @@ class ArtifactStore:
             raise ConfigError(f"artifact {uri!r} is not under the model store {self.root!r}")
         return self._root_path.rstrip("/") + uri[len(self.root) :]
 
+    def inside(self, uri: str) -> str:
+        """The store's path of ``uri``, after checking that it lies inside the store.
+
+        ``..`` segments are resolved, and for a local store symbolic links too, before
+        comparing with the (equally resolved) root; nothing is read.
+
+        Raises
+        ------
+        adp.errors.ModelIntegrityError
+            Naming ``uri`` and the store, when it lies outside the store's root.
+        """
+        from adp.paths import is_local, local_path, protocol_of
+
+        refused = ModelIntegrityError(
+            f"refusing model artifact {uri!r}: it is not inside the model store "
+            f"{self.root!r}. The registry database points outside the store (it was altered "
+            "or the store moved); nothing was read. Register the model again"
+        )
+        uri = str(uri)
+        if is_local(self.root):
+            if not is_local(uri):
+                raise refused
+            root = local_path(self.root).resolve()
+            target = local_path(uri).resolve()
+            if target == root or not target.is_relative_to(root):
+                raise refused
+            return str(target)
+        if protocol_of(uri) != protocol_of(self.root) or not uri.startswith(self.root + "/"):
+            raise refused
+        relative = uri[len(self.root) + 1 :]
+        normal = posixpath.normpath(relative)
+        if normal != relative or normal.startswith(("..", "/")) or "/../" in f"/{normal}/":
+            raise refused
+        return self._root_path.rstrip("/") + "/" + normal
+
     def write(self, uri: str, data: bytes) -> None:
         """Write ``data`` at ``uri``, all or nothing.
 
@@ -117,16 +172,18 @@ class ArtifactStore:
             self.fs.pipe_file(path, data)
 
     def read(self, uri: str) -> bytes:
-        """The bytes at ``uri`` (recorded at registration; the store may have moved since).
+        """The bytes at ``uri``, which must lie inside the store (:meth:`inside`).
 
         Raises
         ------
+        adp.errors.ModelIntegrityError
+            When ``uri`` is outside the store; nothing is read.
         adp.errors.SourceError
             When the artifact is missing or unreadable.
         """
+        path = self.inside(uri)
         try:
-            fs, path = fsspec.core.url_to_fs(uri, **self.storage_options)
-            return bytes(fs.cat_file(path))
+            return bytes(self.fs.cat_file(path))
         except FileNotFoundError:
             raise SourceError(
                 f"model artifact {uri!r} is missing; it was deleted or moved after registration"

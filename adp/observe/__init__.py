@@ -3,7 +3,8 @@
 Importing this package is cheap; each name loads its module on first use.
 
 - :class:`AuditLog`, :func:`audited`, :class:`AuditRecord`, :class:`VerificationResult`:
-  the append-only, hash-chained audit trail (:mod:`adp.observe.audit`).
+  the append-only, hash-chained audit trail (:mod:`adp.observe.audit`);
+  :func:`close_orphaned_jobs` closes jobs whose client died (:mod:`adp.observe.orphans`).
 - :func:`report`, :func:`report_client`: send figures to the scheduler's ``adp_*`` metrics
   (:mod:`adp.observe.events`).
 - :func:`install`: install the scheduler plugin on a running cluster; or preload
@@ -21,6 +22,7 @@ __all__ = [
     "AuditRecord",
     "VerificationResult",
     "audited",
+    "close_orphaned_jobs",
     "install",
     "report",
     "report_client",
@@ -33,6 +35,7 @@ __getattr__, __dir__ = lazy_exports(
         "AuditRecord": "adp.observe.records",
         "VerificationResult": "adp.observe.records",
         "audited": "adp.observe.audit",
+        "close_orphaned_jobs": "adp.observe.orphans",
         "install": "adp.observe.plugins",
         "report": "adp.observe.events",
         "report_client": "adp.observe.events",
@@ -42,5 +45,6 @@ __getattr__, __dir__ = lazy_exports(
 if TYPE_CHECKING:
     from adp.observe.audit import AuditLog, audited
     from adp.observe.events import report, report_client
+    from adp.observe.orphans import close_orphaned_jobs
     from adp.observe.plugins import install
     from adp.observe.records import AuditRecord, VerificationResult

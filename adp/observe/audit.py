@@ -5,8 +5,10 @@ Design
 *Records* follow NIST SP 800-53 AU-3: what happened (``event_type``, ``action``), when
 (``time``, UTC ISO 8601), where (``where``: host and process), the source component
 (``source``: cli, api, scheduler), the outcome (``started``, ``success``, ``failure``,
-``denied``), who (``identity``), on which resource (``resource``, a URI), why
-(``reason``, for denials and failures), the ``job_id`` and free ``details`` (JSON text).
+``denied``, ``interrupted``), who (``identity``), on which resource (``resource``, a URI),
+why (``reason``, for denials, failures and interruptions), the ``job_id`` and free
+``details`` (JSON text). A job ``started`` whose owner process died without an outcome is
+closed as ``interrupted`` by :func:`close_orphaned_jobs` (:mod:`adp.observe.orphans`).
 
 *Chain.* Records are numbered ``seq`` = 1, 2, 3, ... with no gaps. Each stores the previous
 record's hash (``prev_hash``; 64 zeros for the first) and its own ``hash``: SHA-256 over the
@@ -54,7 +56,7 @@ import random
 import socket
 import threading
 import time as _time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from adp.errors import AuditError, ConfigError
 from adp.observe.audit_store import AuditStore, audit_url, build_table
 from adp.observe.audited import audited
-from adp.observe.checkpoint import Checkpoint, CheckpointStore, load_key
+from adp.observe.checkpoint import Checkpoint, open_checkpoints
+from adp.observe.orphans import close_orphaned_jobs
 from adp.observe.records import (
     GENESIS_HASH,
     OUTCOMES,
@@ -73,6 +76,7 @@ from adp.observe.records import (
     VerificationResult,
     parse_since,
     record_hash,
+    redact_fields,
     utc_iso,
     verify_chain,
 )
@@ -84,6 +88,7 @@ __all__ = [
     "AuditRecord",
     "VerificationResult",
     "audited",
+    "close_orphaned_jobs",
     "record_hash",
 ]
 
@@ -120,9 +125,6 @@ class AuditLog:
         Table name; a plain SQL identifier (:func:`adp.db.check_identifier`).
     state_dir : path, optional
         Where the checkpoint file and key live; defaults to ``adp.state-dir``.
-    checkpoint_key : str, optional
-        The HMAC key for checkpoints; defaults to ``adp.audit.checkpoint-key``, then to a
-        key file created in ``state_dir``.
     create : bool, default True
         Create the database table (and SQLite file) when missing; with ``False`` a missing
         log raises :class:`AuditError` (for read-only use such as ``adp audit verify``).
@@ -151,7 +153,6 @@ class AuditLog:
         *,
         table: str = "adp_audit",
         state_dir: str | os.PathLike[str] | None = None,
-        checkpoint_key: str | None = None,
         create: bool = True,
     ) -> None:
         from adp.config import settings
@@ -163,13 +164,19 @@ class AuditLog:
         self.table_name = table
         parsed = audit_url(url, self.state_dir, create=create, configured=cfg.audit.url)
         self.url = parsed.render_as_string(hide_password=True)
-        key = load_key(self.state_dir, checkpoint_key or cfg.audit.checkpoint_key, create=create)
-        self._checkpoints = CheckpointStore(self.state_dir, key, f"{self.url}#{table}")
         self._lock = threading.Lock()
         self._where = f"{socket.gethostname()}/pid:{os.getpid()}"
         self.appended = 0
         self.failures = 0
         self._store = AuditStore(parsed, schema, self.state_dir, create=create)
+        try:  # keyed by the database's identity, signed with Ed25519 (adp.observe.checkpoint)
+            self._checkpoints = open_checkpoints(
+                self._store.engine, table, self.state_dir, create=create
+            )
+        except BaseException:
+            self._store.close()
+            raise
+        self.log_id = self._checkpoints.log_id
 
     def close(self) -> None:
         """Release the database connections."""
@@ -208,7 +215,7 @@ class AuditLog:
             The action attempted, e.g. ``"score"``.
         resource : str, optional
             The URI acted on.
-        outcome : {"success", "failure", "denied", "started"}
+        outcome : {"success", "failure", "denied", "started", "interrupted"}
             How it ended.
         reason : str, optional
             Why, for denials and failures.
@@ -251,6 +258,7 @@ class AuditLog:
             "job_id": job_id,
             "details": _json_text(details),
         }
+        fields = redact_fields(fields)  # no password or key in the trail (adp.redact)
         try:
             with self._lock, self._checkpoints.locked():
                 checkpoint = self._checkpoints.read()
@@ -286,7 +294,15 @@ class AuditLog:
         raise AssertionError("unreachable")
 
     def _check_head(self, seq: int, prev: str, checkpoint: Checkpoint | None) -> None:
-        """Refuse to extend a log whose head is behind, or differs from, its checkpoint."""
+        """Refuse to extend a log whose head is behind, past, or differs from, its checkpoint."""
+        covered = 0 if checkpoint is None else checkpoint.seq
+        if seq > covered:  # never sign over records nobody signed (no laundering)
+            raise AuditError(
+                f"the audit log {self.url} has records {covered + 1}..{seq} not covered by a "
+                f"signed checkpoint (first uncovered: seq {covered + 1}): they were inserted "
+                "behind ADP's back, written from another state directory, or left by a crash; "
+                "refusing to extend the chain over them. Run `adp audit verify` and investigate"
+            )
         if checkpoint is not None and seq < checkpoint.seq:
             raise AuditError(
                 f"the audit log {self.url} ends at seq {seq} but its signed "
@@ -334,13 +350,18 @@ class AuditLog:
             query = query.limit(limit)
         return [_record(row) for row in self._store.rows(query)]
 
-    def verify(self, *, strict: bool = False) -> VerificationResult:
+    def verify(
+        self, *, strict: bool = True, anchors: Mapping[int, str] | None = None
+    ) -> VerificationResult:
         """Walk the whole chain and compare its head with the signed checkpoint.
 
         Parameters
         ----------
-        strict : bool, default False
+        strict : bool, default True
             Also fail on records after the checkpoint (unanchored), naming the first one.
+        anchors : mapping of int to str, optional
+            Verified checkpoints ``{seq: hash}`` from an anchor
+            (:func:`adp.observe.anchor.anchored_heads`), checked too.
 
         Returns
         -------
@@ -359,10 +380,39 @@ class AuditLog:
             except AuditError as exc:
                 checkpoint, problem = None, str(exc)
             head = None if checkpoint is None else (checkpoint.seq, checkpoint.hash)
-            result = verify_chain(self._stream(), head, strict=strict)
-        if result.ok and problem is not None:
+            result = verify_chain(self._stream(), head, strict=strict, anchors=anchors)
+        if problem is not None and (result.ok or result.unanchored):  # the cause, not its effect
             return VerificationResult(False, result.records_checked, None, problem, result.head_seq)
         return result
+
+    def unfinished(self, event_type: str) -> list[AuditRecord]:
+        """The ``started`` records of ``event_type`` whose job has no other record of that
+        event type yet (no outcome), in ``seq`` order; records without a ``job_id`` are
+        left out.
+
+        Raises
+        ------
+        AuditError
+            When the database cannot be read.
+        """
+        table = self._store.table
+        col = table.c
+        later = table.alias("later")
+        outcome = (
+            sa.select(later.c.seq)
+            .where(later.c.event_type == event_type)
+            .where(later.c.job_id == col.job_id)
+            .where(later.c.outcome != "started")
+        )
+        query = (
+            sa.select(table)
+            .where(col.event_type == event_type)
+            .where(col.outcome == "started")
+            .where(col.job_id.is_not(None))
+            .where(~outcome.exists())
+            .order_by(col.seq)
+        )
+        return [_record(row) for row in self._store.rows(query)]
 
     def _stream(self) -> Iterator[AuditRecord]:
         query = sa.select(self._store.table).order_by(self._store.table.c.seq)

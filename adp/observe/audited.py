@@ -2,7 +2,8 @@
 
 The client-side half of the audit contract: an action whose ``started`` record cannot be
 written does not run, and its outcome (``success``, ``failure`` or ``denied``) is recorded
-after it, linked to the ``started`` record by ``details.started_seq``.
+after it (``interrupted`` when a signal stopped it), linked to the ``started`` record by
+``details.started_seq``.
 """
 
 from __future__ import annotations
@@ -39,14 +40,30 @@ class AuditAppender(Protocol):
 
 
 def _count(client: Any, **figures: float) -> None:
-    if client is None:
-        return
+    if client is None or getattr(client, "status", "running") != "running":
+        return  # a client reconnecting to a lost scheduler would wait out the reconnection
     from adp.observe.events import report_client
 
     try:
         report_client(client, **figures)
     except Exception:  # metrics must never break the audited action
         logger.debug("could not report audit figures", exc_info=True)
+
+
+def _ending(exc: BaseException, link: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """The outcome, reason and details of a block that raised ``exc``.
+
+    A :class:`KeyboardInterrupt` (Ctrl-C, or :class:`adp.jobs.interrupts.JobInterrupted`
+    for SIGTERM and SIGHUP, which carries ``signal_name``) is ``interrupted``, with the
+    signal in the details; a :class:`PermissionError` is ``denied``; anything else is a
+    ``failure``.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        name = str(getattr(exc, "signal_name", "SIGINT"))
+        reason = str(exc) or f"interrupted by {name}"
+        return "interrupted", reason[:4000], {**link, "signal": name}
+    outcome = "denied" if isinstance(exc, PermissionError) else "failure"
+    return outcome, f"{type(exc).__name__}: {exc}"[:4000], link
 
 
 @contextlib.contextmanager
@@ -66,8 +83,9 @@ def audited(
 
     A ``started`` record is appended before the block. If that fails, :class:`AuditError`
     is raised and the block never runs. Afterwards a ``success`` record is appended, or a
-    ``failure`` (``denied`` for a :class:`PermissionError`) record with the exception as
-    the reason; the exception then propagates.
+    ``failure`` (``denied`` for a :class:`PermissionError`, ``interrupted`` with the
+    signal's name for a :class:`KeyboardInterrupt`) record with the exception as the
+    reason; the exception then propagates.
 
     Parameters
     ----------
@@ -109,10 +127,9 @@ def audited(
     try:
         yield started
     except BaseException as exc:
-        outcome = "denied" if isinstance(exc, PermissionError) else "failure"
-        reason = f"{type(exc).__name__}: {exc}"[:4000]
+        outcome, reason, details = _ending(exc, link)
         try:
-            log.append(event_type, outcome=outcome, reason=reason, details=link, **common)
+            log.append(event_type, outcome=outcome, reason=reason, details=details, **common)
         except AuditError as audit_exc:
             _count(client, audit_write_failures=1)
             exc.add_note(f"and its audit record could not be written: {audit_exc}")

@@ -23,6 +23,7 @@ __all__ = [
     "VerificationResult",
     "parse_since",
     "record_hash",
+    "redact_fields",
     "utc_iso",
     "verify_chain",
 ]
@@ -30,8 +31,9 @@ __all__ = [
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first record."""
 
-OUTCOMES: tuple[str, ...] = ("started", "success", "failure", "denied")
-"""Valid ``outcome`` values; ``started`` opens an :func:`audited` action."""
+OUTCOMES: tuple[str, ...] = ("started", "success", "failure", "denied", "interrupted")
+"""Valid ``outcome`` values; ``started`` opens an :func:`audited` action; ``interrupted``
+closes one stopped by a signal, or whose owner process is gone."""
 
 FIELDS: tuple[str, ...] = (
     "seq",
@@ -154,25 +156,33 @@ def verify_chain(
     records: Iterable[AuditRecord],
     checkpoint: tuple[int, str] | None = None,
     *,
-    strict: bool = False,
+    strict: bool = True,
+    anchors: Mapping[int, str] | None = None,
 ) -> VerificationResult:
-    """Check a chain read in ``seq`` order against an optional signed head.
+    """Check a chain read in ``seq`` order against its signed checkpoints.
 
     Parameters
     ----------
     records : iterable of AuditRecord
         Every record of the log, in ascending ``seq`` order.
     checkpoint : (seq, hash), optional
-        The verified checkpoint of the chain head.
-    strict : bool, default False
-        Fail on records after the checkpoint instead of counting them as unanchored.
+        The verified checkpoint of the chain head (the state directory's).
+    strict : bool, default True
+        Fail on records after the newest checkpoint (not covered by a signature) instead of
+        counting them as unanchored.
+    anchors : mapping of int to str, optional
+        More verified checkpoints ``{seq: hash}`` (from an anchor): the record at each
+        ``seq`` must have that hash, and the chain must reach the newest.
 
     Returns
     -------
     VerificationResult
         The first failure found, or ``ok``.
     """
-    cp_seq, cp_hash = checkpoint if checkpoint is not None else (None, None)
+    signed: dict[int, str] = dict(anchors or {})
+    if checkpoint is not None:
+        signed.setdefault(checkpoint[0], checkpoint[1])
+    newest = cp_seq = max(signed) if signed else None
     checked, expected = 0, 1
     prev, prev2 = GENESIS_HASH, None
 
@@ -198,7 +208,7 @@ def verify_chain(
             )
         if record_hash(rec.to_dict()) != rec.hash:
             return bad(s, f"record {s} does not match its hash: it was changed")
-        if s == cp_seq and rec.hash != cp_hash:
+        if s in signed and rec.hash != signed[s]:
             return bad(
                 s, f"record {s} differs from the signed checkpoint: the log was rewritten up to it"
             )
@@ -206,23 +216,45 @@ def verify_chain(
         expected += 1
         prev2, prev = prev, rec.hash
     head = expected - 1
-    if cp_seq is not None and head < cp_seq:
+    if newest is not None and head < newest:
         return bad(
             head + 1,
-            f"records {head + 1}..{cp_seq} are missing: the log ends at {head} but the signed "
-            f"checkpoint is at {cp_seq} (tail truncated)",
+            f"records {head + 1}..{newest} are missing: the log ends at {head} but the signed "
+            f"checkpoint is at {newest} (tail truncated)",
         )
-    unanchored = head - (cp_seq or 0)
+    unanchored = head - (newest or 0)
     if strict and unanchored:
-        first = (cp_seq or 0) + 1
+        first = (newest or 0) + 1
         return VerificationResult(
             False,
             checked,
             first,
-            f"records {first}..{head} are not covered by a signed checkpoint: inserted without "
-            "the checkpoint key, written by another host, or after a crash",
+            f"records {first}..{head} are not covered by a signed checkpoint: inserted "
+            "without the signing key, written by another host, or after a crash",
             head,
             cp_seq,
             unanchored,
         )
     return VerificationResult(True, checked, None, None, head, cp_seq, unanchored)
+
+
+def redact_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's fields with secrets removed before they are hashed and stored: passwords in
+    ``resource`` and in URLs inside ``reason`` become ``***``, and so do the values of
+    secret keys and every URL's password inside ``details`` (see :mod:`adp.redact`)."""
+    from adp.redact import redact_text, redact_url, redact_value
+
+    out = dict(fields)
+    out["resource"] = redact_url(out.get("resource"))
+    out["reason"] = redact_text(out.get("reason"))
+    details = out.get("details")
+    if isinstance(details, str):
+        try:
+            data = json.loads(details)
+        except ValueError:
+            out["details"] = redact_text(details)
+        else:
+            out["details"] = json.dumps(
+                redact_value(data), sort_keys=True, separators=(",", ":"), default=str
+            )
+    return out

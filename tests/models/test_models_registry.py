@@ -204,3 +204,67 @@ def test_artifacts_round_trip_through_s3(tmp_path, fitted, small_ddf):
             registry.get("remote")
     finally:
         server.stop()
+
+
+def _point_row_at(registry, name: str, uri: str) -> None:
+    t = registry.catalog.table
+    with registry.catalog.begin() as conn:
+        conn.execute(t.update().where(t.c.name == name).values(artifact_uri=uri))
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink"])
+def test_a_row_pointing_outside_the_store_is_refused_unread(registry, fitted, tmp_path, how):
+    """Whoever can write the registry database cannot make it unpickle bytes from elsewhere,
+    even bytes whose SHA-256 they also wrote into the row."""
+    version = registry.register(fitted, "escape")
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "outside" / "evil.adpmodel"
+    evil.parent.mkdir()
+    payload = _malicious_pickle(marker)
+    evil.write_bytes(payload)
+    t = registry.catalog.table
+    with registry.catalog.begin() as conn:  # the digest matches the planted file
+        conn.execute(
+            t.update()
+            .where(t.c.name == "escape")
+            .values(sha256=hashlib.sha256(payload).hexdigest())
+        )
+    store = Path(registry.store.root)
+    if how == "absolute":
+        uri = str(evil)
+    elif how == "dotdot":
+        uri = f"{store}/escape/../../outside/evil.adpmodel"
+    else:
+        link = store / "escape" / "link.adpmodel"
+        link.symlink_to(evil)
+        uri = str(link)
+    _point_row_at(registry, "escape", uri)
+    with pytest.raises(ModelIntegrityError, match="not inside the model store") as err:
+        registry.get("escape", version.version)
+    assert uri in str(err.value)
+    assert not marker.exists(), "bytes outside the store were deserialized"
+
+
+def test_an_object_of_another_type_is_refused(registry, fitted):
+    version = registry.register(fitted, "typed")
+    data = pickle.dumps({"not": "a detector"})
+    Path(version.artifact_uri).write_bytes(data)
+    t = registry.catalog.table
+    with registry.catalog.begin() as conn:
+        conn.execute(
+            t.update().where(t.c.name == "typed").values(sha256=hashlib.sha256(data).hexdigest())
+        )
+    with pytest.raises(ModelIntegrityError, match="holds a builtins.dict, not a BaseDetector"):
+        registry.get("typed")
+
+
+def test_a_source_password_is_never_stored(registry, fitted):
+    secret = "Pl4nted-Pw"
+    version = registry.register(
+        fitted, "sourced", source=f"postgresql+psycopg://adp:{secret}@db:5432/lake"
+    )
+    assert version.source == "postgresql+psycopg://adp:***@db:5432/lake"
+    t = registry.catalog.table
+    with registry.catalog.engine.connect() as conn:
+        rows = [str(tuple(r)) for r in conn.execute(sa.select(t))]
+    assert rows and not any(secret in row for row in rows)

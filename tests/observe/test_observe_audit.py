@@ -97,10 +97,12 @@ def test_invalid_arguments_are_refused(state_dir: Path) -> None:
             log.append("x", action="")
 
 
-def test_checkpoint_key_file_is_private(log: AuditLog, state_dir: Path) -> None:
+def test_signing_key_file_is_private(log: AuditLog, state_dir: Path) -> None:
     fill(log, 1)
-    assert (state_dir / "audit.key").stat().st_mode & 0o777 == 0o600
-    assert (state_dir / "audit.checkpoint").exists()
+    assert (state_dir / "audit.ed25519").stat().st_mode & 0o777 == 0o600
+    assert b"BEGIN PUBLIC KEY" in (state_dir / "audit.ed25519.pub").read_bytes()
+    entry = json.loads((state_dir / "audit.checkpoint").read_text())["logs"][log.log_id]
+    assert entry["seq"] == 1 and len(entry["sig"]) == 88  # a base64 Ed25519 signature
 
 
 # -- tampering, with SQL straight at the database -----------------------------------------
@@ -204,11 +206,15 @@ def test_appended_forgery_is_unanchored(log: AuditLog) -> None:
             forged,
         )
     engine.dispose()
-    lenient = log.verify()
+    lenient = log.verify(strict=False)
     assert lenient.ok and lenient.unanchored == 1 and lenient.checkpoint_seq == 3
-    strict = log.verify(strict=True)
+    strict = log.verify()  # strict is the default
     assert not strict.ok and strict.first_bad_seq == 4
     assert "not covered by a signed checkpoint" in strict.reason
+    # no laundering: the next legitimate append refuses to sign over the forged record
+    with pytest.raises(AuditError, match="first uncovered: seq 4"):
+        log.append("job.run", action="score")
+    assert len(log.records()) == 4 and not log.verify().ok
 
 
 def test_truncated_tail(log: AuditLog) -> None:
@@ -248,8 +254,8 @@ def test_altered_checkpoint_file(log: AuditLog, state_dir: Path) -> None:
     entry["seq"] = 2
     path.write_text(json.dumps(data))
     result = log.verify()
-    assert not result.ok and "HMAC" in result.reason
-    with pytest.raises(AuditError, match="HMAC"):
+    assert not result.ok and "fails its Ed25519 signature" in result.reason
+    with pytest.raises(AuditError, match="Ed25519 signature"):
         log.append("job.run", action="score")
 
 

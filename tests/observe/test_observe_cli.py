@@ -37,13 +37,14 @@ def test_verify_names_the_first_bad_seq(log: AuditLog) -> None:
     assert "does not match its hash" in result.stderr
 
 
-def test_verify_strict_fails_on_unanchored(log: AuditLog, state_dir: Path) -> None:
+def test_verify_is_strict_by_default(log: AuditLog, state_dir: Path) -> None:
     fill(log)
     (state_dir / "audit.checkpoint").unlink()
-    lenient = CliRunner().invoke(audit, ["verify"])
-    assert lenient.exit_code == 0 and "not anchored" in lenient.stderr
-    strict = CliRunner().invoke(audit, ["verify", "--strict"])
+    strict = CliRunner().invoke(audit, ["verify"])
     assert strict.exit_code == 1 and "FAILED at seq 1" in strict.stderr
+    assert "not covered by a signed checkpoint" in strict.stderr
+    lenient = CliRunner().invoke(audit, ["verify", "--lenient"])
+    assert lenient.exit_code == 0 and "not anchored" in lenient.stderr
 
 
 def test_verify_missing_log(state_dir: Path) -> None:
