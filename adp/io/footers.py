@@ -138,3 +138,43 @@ def check_footers(footers: list[FileFooter], uri: str, columns: list[str] | None
             f"schema drift in {uri!r}: compared with {reference!r}, {shown}{more}. Rewrite "
             "the files to one schema, or read only the columns they share with columns=[...]"
         )
+
+
+def _open(fs: Any, path: str) -> Any:
+    """Open ``path`` for reading on an fsspec or a pyarrow file system."""
+    if hasattr(fs, "open_input_file"):
+        return fs.open_input_file(path)
+    return fs.open(path, "rb")
+
+
+def promised_rows(fs: Any, path: str, row_groups: list[int] | None = None) -> int:
+    """The rows the footer of ``path`` promises: in all, or in ``row_groups``."""
+    with _open(fs, path) as f:
+        meta = pq.ParquetFile(f).metadata
+    if row_groups is None:
+        return int(meta.num_rows)
+    return sum(int(meta.row_group(i).num_rows) for i in row_groups)
+
+
+def check_rows(path: str, decoded: int, promised: int) -> None:
+    """Refuse a file whose decoded rows differ from what its footer promised.
+
+    Raises
+    ------
+    adp.errors.DataError
+        Naming the file and both counts.
+    """
+    if decoded != promised:
+        raise DataError(
+            f"Parquet file {path!r} decoded to {decoded} rows but its footer promises "
+            f"{promised}: its data pages are corrupt. Remove or rewrite it"
+        )
+
+
+def undecodable(path: str, exc: BaseException) -> DataError:
+    """The error for a data file whose pages cannot be decoded, naming it (one line)."""
+    reason = (str(exc).strip().splitlines() or [""])[0][:300]
+    return DataError(
+        f"Parquet file {path!r} cannot be decoded ({type(exc).__name__}: {reason}): its data "
+        "pages are corrupt or truncated. Remove or rewrite it"
+    )

@@ -11,6 +11,8 @@ import fsspec
 from adp.errors import AdpError, ConfigError, DataError, SourceError
 from adp.io.footers import check_footers, read_footers
 from adp.io.hive import prune
+from adp.io.outputs import committed_files
+from adp.io.parquet_engine import CheckedArrowEngine
 from adp.io.s3 import remote_errors
 from adp.paths import check_allowed, check_storage_options
 
@@ -91,6 +93,31 @@ def _check_exists(uri: str, storage_options: dict[str, Any] | None) -> None:
     data_files(uri, storage_options)
 
 
+def parquet_files(uri: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """The data files of a Parquet dataset (fs paths): those its ADP manifest names when
+    ``uri`` is an ADP output, else every data file under it.
+
+    Raises
+    ------
+    adp.errors.DataError
+        When files an ADP manifest names are missing.
+    """
+    committed = committed_files(uri, storage_options)
+    if committed is None:
+        return data_files(uri, storage_options)
+    fs, root = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    paths = [str(fsspec.core.url_to_fs(f, **(storage_options or {}))[1]) for f in committed]
+    present = set(fs.find(root))
+    gone = [p for p in paths if p not in present]
+    if gone:
+        raise DataError(
+            f"the ADP output {uri!r} is incomplete: {len(gone)} of the {len(paths)} files "
+            f"its manifest names are missing (for example {gone[0]!r}). Re-run the job that "
+            "wrote it"
+        )
+    return paths
+
+
 def check_parquet(
     uri: str,
     storage_options: dict[str, Any] | None = None,
@@ -99,7 +126,8 @@ def check_parquet(
 ) -> int:
     """Read the footers of a Parquet dataset's files on the workers and check them.
 
-    Files pruned away by ``filters`` on hive partition folders are not read.
+    Files pruned away by ``filters`` on hive partition folders are not read; an ADP
+    output's files are those its manifest names.
 
     Returns
     -------
@@ -111,7 +139,7 @@ def check_parquet(
     adp.errors.DataError
         Naming a corrupt or truncated file, or the files and columns of a schema drift.
     """
-    files = data_files(uri, storage_options)
+    files = parquet_files(uri, storage_options)
     fs, root = fsspec.core.url_to_fs(uri, **(storage_options or {}))
     files = prune(files, root.rstrip("/"), filters)
     if not files:
@@ -181,8 +209,13 @@ def read_lake(
             if fmt == "parquet":
                 if validate:
                     check_parquet(uri, storage_options, columns, options.get("filters"))
+                committed = committed_files(uri, storage_options)
+                options.setdefault("engine", CheckedArrowEngine)
                 return dd.read_parquet(
-                    uri, columns=columns, storage_options=storage_options, **options
+                    uri if committed is None else committed,
+                    columns=columns,
+                    storage_options=storage_options,
+                    **options,
                 )
             # CSV and JSON readers take files, not folders: expand them here.
             fs = fsspec.core.url_to_fs(uri, **(storage_options or {}))[0]

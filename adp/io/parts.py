@@ -11,7 +11,6 @@ threshold's graph and scheduling grow with its partitions.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import dask
@@ -23,18 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from dask.delayed import Delayed
 
+from adp.errors import AdpError
+from adp.io.footers import check_rows, undecodable
+from adp.io.outputs import WrittenPart
+
 #: Rows of staged scores per task of the threshold passes (8 bytes each).
 THRESHOLD_ROWS = 1_000_000
-
-
-@dataclass(frozen=True)
-class WrittenPart:
-    """One written data file: its path, rows, bytes and flagged rows (if flagged)."""
-
-    path: str
-    rows: int
-    bytes: int
-    anomalies: int | None = None
 
 
 def write_part(
@@ -95,18 +88,49 @@ def write_partitions(
     ]
 
 
-def read_staged(path: str, storage_options: dict[str, Any] | None = None) -> pd.DataFrame:
-    """One staged file, index and every column."""
-    return pd.read_parquet(path, storage_options=storage_options)
+def _read_checked(
+    path: str,
+    storage_options: dict[str, Any] | None,
+    columns: list[str] | None = None,
+    rows: int | None = None,
+) -> pd.DataFrame:
+    """Read one Parquet file whole, checking its rows against its footer (and ``rows``,
+    what its writer reported), naming the file when they differ or a page is corrupt."""
+    fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    try:
+        with fs.open(fs_path, "rb") as f:
+            parquet = pq.ParquetFile(f)
+            promised = int(parquet.metadata.num_rows)
+            table = parquet.read(columns=columns, use_pandas_metadata=True)
+    except AdpError:
+        raise
+    except Exception as exc:  # whatever the decoder raised, naming the file
+        raise undecodable(path, exc) from exc
+    check_rows(path, table.num_rows, promised)
+    if rows is not None:
+        check_rows(path, table.num_rows, rows)
+    return table.to_pandas()
+
+
+def read_staged(
+    path: str, storage_options: dict[str, Any] | None = None, rows: int | None = None
+) -> pd.DataFrame:
+    """One staged file, index and every column, checked for the ``rows`` it was written
+    with (and its footer's)."""
+    return _read_checked(path, storage_options, rows=rows)
 
 
 def read_staged_scores(
-    paths: Sequence[str], storage_options: dict[str, Any] | None = None
+    paths: Sequence[str],
+    storage_options: dict[str, Any] | None = None,
+    rows: Sequence[int] | None = None,
 ) -> pd.Series:
-    """The ``score`` column of some staged files, end to end (the threshold needs no index)."""
+    """The ``score`` column of some staged files, end to end (the threshold needs no index),
+    each checked for its ``rows``."""
     values = []
-    for path in paths:
-        frame = pd.read_parquet(path, columns=["score"], storage_options=storage_options)
+    for i, path in enumerate(paths):
+        expected = None if rows is None else rows[i]
+        frame = _read_checked(path, storage_options, ["score"], expected)
         values.append(frame["score"].to_numpy(dtype=np.float64))
     return pd.Series(np.concatenate(values) if values else np.empty(0), name="score")
 
@@ -134,7 +158,7 @@ def staged_frame(
 ) -> dd.DataFrame:
     """The staged files as a lazy frame: one partition per file, in order."""
     return dd.from_delayed(
-        [dask.delayed(read_staged)(p.path, storage_options) for p in parts],
+        [dask.delayed(read_staged)(p.path, storage_options, p.rows) for p in parts],
         meta=meta,
         verify_meta=False,
     )
@@ -150,8 +174,12 @@ def staged_scores(
     Each task reads its files when computed and holds nothing afterwards, so a threshold
     computed pass by pass reads them again at every pass and worker memory stays flat.
     """
+    counts = {p.path: p.rows for p in parts}
     return dd.from_delayed(
-        [dask.delayed(read_staged_scores)(g, storage_options) for g in group_files(parts, rows)],
+        [
+            dask.delayed(read_staged_scores)(g, storage_options, [counts[f] for f in g])
+            for g in group_files(parts, rows)
+        ],
         meta=pd.Series(np.empty(0), name="score"),
         verify_meta=False,
     )

@@ -29,7 +29,6 @@ score stage of :func:`adp.detect.detection.run_detection`.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -50,6 +49,8 @@ from adp.db import (
     write_transaction,
 )
 from adp.errors import ConfigError, OutputExistsError
+from adp.io.cleaning import clean_output, clean_registered
+from adp.io.guard import check_output_against_sources
 from adp.io.parts import (
     THRESHOLD_ROWS,
     WrittenPart,
@@ -61,6 +62,7 @@ from adp.io.parts import (
     write_partitions,
 )
 from adp.io.staging import MANIFEST, Staging, check_target, manifest_for
+from adp.paths import check_allowed, check_storage_options
 
 #: Computes lazy tasks and returns their results in order; the second argument names what
 #: is computed (``"score"``: the raw scores being staged).
@@ -151,7 +153,7 @@ class _StagedSink:
         """
         if self._staging is not None:
             raise ConfigError(f"the sink for {self.uri!r} already has an open session")
-        staging = self._new_staging()
+        staging = self._new_staging().open()
         self._staging, self._compute, self.step = staging, compute or compute_here, step
         try:
             yield self
@@ -224,10 +226,18 @@ class FolderSink(_StagedSink):
         Whether existing data at ``uri`` may be replaced.
     storage_options : dict, optional
         fsspec options for remote stores.
+    sources : sequence, optional
+        The job's sources (URIs, or source specs with ``uri`` and ``options``): the output
+        may not be, contain or lie inside any of them.
     """
 
     def __init__(
-        self, uri: str, mode: str = "error", storage_options: dict[str, Any] | None = None
+        self,
+        uri: str,
+        mode: str = "error",
+        storage_options: dict[str, Any] | None = None,
+        *,
+        sources: Sequence[Any] = (),
     ) -> None:
         if mode not in ("error", "overwrite"):
             raise ConfigError(
@@ -237,12 +247,29 @@ class FolderSink(_StagedSink):
         super().__init__(storage_options)
         self.uri = uri
         self.mode = mode
+        self.sources = list(sources)
 
     def __repr__(self) -> str:
         return f"FolderSink({self.uri!r}, mode={self.mode!r})"
 
     def check(self) -> None:
-        """Refuse an output folder that holds data unless ``mode="overwrite"``."""
+        """Refuse an output that overlaps a source or is a home, root or current folder;
+        remove staging its owners abandoned here; refuse an output folder that holds data
+        unless ``mode="overwrite"``, and foreign files whatever the mode.
+
+        Raises
+        ------
+        adp.errors.ConfigError
+            When the output is, contains or lies inside a source, or is ``.``, a home
+            directory, a root or a whole bucket.
+        adp.errors.OutputExistsError
+            When the output holds data the mode does not allow replacing.
+        """
+        check_output_against_sources(self.uri, self.sources, storage_options=self._options)
+        check_storage_options(self._options)
+        check_allowed(self.uri)
+        clean_output(self.uri, self._options)
+        clean_registered(local_only=True)
         check_target(self.uri, self.mode, self._options)  # type: ignore[arg-type]
 
     def _new_staging(self) -> Staging:
@@ -269,7 +296,10 @@ class TableSink(_StagedSink):
     key : sequence of str
         The columns that identify a row; default the staged rows' index name.
     staging_dir : str or Path, optional
-        Where scores are staged; default ``<adp.state-dir>/staging``.
+        Where scores are staged, in a new folder with a random name; default
+        ``<adp.state-dir>/staging``.
+    sources : sequence, optional
+        The job's sources: the output table may not be one of them.
     """
 
     def __init__(
@@ -280,6 +310,7 @@ class TableSink(_StagedSink):
         *,
         key: Sequence[str] = (),
         staging_dir: str | Path | None = None,
+        sources: Sequence[Any] = (),
     ) -> None:
         if mode not in ("error", "overwrite", "upsert"):
             raise ConfigError(f"output.mode must be 'error', 'overwrite' or 'upsert', got {mode!r}")
@@ -289,6 +320,7 @@ class TableSink(_StagedSink):
         self.mode = mode
         self.key = list(key)
         self.staging_dir = staging_dir
+        self.sources = list(sources)
 
     def __repr__(self) -> str:
         return f"TableSink({safe_url(self.uri)!r}, table={self.table!r}, mode={self.mode!r})"
@@ -297,6 +329,8 @@ class TableSink(_StagedSink):
         """Refuse an existing table unless ``mode`` is ``overwrite`` or ``upsert``."""
         parse_url(self.uri)
         check_identifier(self.table)
+        check_output_against_sources(self.uri, self.sources, table=self.table)
+        clean_registered(local_only=True)
         if table_exists(self.uri, self.table) and self.mode == "error":
             raise OutputExistsError(
                 f"table {self.table!r} already exists at the output database; set output.mode "
@@ -310,8 +344,7 @@ class TableSink(_StagedSink):
             folder = settings().state_dir / "staging"
         else:
             folder = Path(self.staging_dir)
-        local = folder / f"{self.table}-{uuid.uuid4().hex[:8]}"
-        return Staging(str(local), "overwrite")
+        return Staging(self.uri, "overwrite", base=folder)
 
     def commit(self, parts: Sequence[WrittenPart], manifest: Mapping[str, Any]) -> None:
         """Write the staged rows into the table in one transaction, then its manifest row."""
@@ -378,6 +411,7 @@ def sink_for(
     storage_options: dict[str, Any] | None = None,
     key: Sequence[str] = (),
     staging_dir: str | Path | None = None,
+    sources: Sequence[Any] | None = None,
 ) -> Sink:
     """The sink of an output: a :class:`TableSink` when ``table`` is given, else a folder.
 
@@ -395,12 +429,16 @@ def sink_for(
         The columns that identify a row (a table's merge key).
     staging_dir : str or Path, optional
         Where a table output stages its scores.
+    sources : sequence, optional
+        The job's sources (URIs, or source specs with ``uri`` and ``options``), which the
+        sink's check refuses to write over (see :mod:`adp.io.guard`).
     """
+    sources = list(sources or ())
     if table is not None:
         if storage_options:
             raise ConfigError("output.storage_options do not apply to a database output")
-        return TableSink(uri, table, mode, key=key, staging_dir=staging_dir)
-    return FolderSink(uri, mode, storage_options)
+        return TableSink(uri, table, mode, key=key, staging_dir=staging_dir, sources=sources)
+    return FolderSink(uri, mode, storage_options, sources=sources)
 
 
 __all__ = [

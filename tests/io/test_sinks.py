@@ -103,14 +103,29 @@ def test_folder_sink_stages_writes_and_commits_with_its_manifest(tmp_path) -> No
 
 def test_folder_sink_check_refuses_existing_data_unless_overwrite(tmp_path) -> None:
     out = tmp_path / "scores"
-    out.mkdir()
-    (out / "precious.parquet").write_bytes(b"keep me")
+    _run(FolderSink(str(out)), _raw())  # an ADP output: overwrite may replace it
     with pytest.raises(OutputExistsError, match="output.mode: overwrite"):
         FolderSink(str(out)).check()
     FolderSink(str(out), "overwrite").check()
     with pytest.raises(ConfigError, match="upsert"):
         FolderSink(str(out), "upsert")
+
+
+def test_overwrite_refuses_a_folder_holding_files_adp_did_not_write(tmp_path) -> None:
+    out = tmp_path / "scores"
+    _run(FolderSink(str(out)), _raw())
+    (out / "precious.parquet").write_bytes(b"keep me")
+    (out / "notes.txt").write_text("mine")
+    for mode in ("error", "overwrite"):
+        with pytest.raises(OutputExistsError) as err:
+            FolderSink(str(out), mode).check()
+    assert "2 files that no ADP manifest lists" in str(err.value)
+    assert "'notes.txt'" in str(err.value)
+    sink = FolderSink(str(out), "overwrite")
+    with pytest.raises(OutputExistsError, match="no ADP manifest"):
+        _run(sink, _raw(seed=1))  # refused at the commit too, whatever the check said
     assert (out / "precious.parquet").read_bytes() == b"keep me"
+    assert len(pd.read_parquet(out / "part.00000.parquet")) == 150  # the old output is whole
 
 
 def test_folder_sink_failure_before_commit_leaves_the_output_as_it_was(tmp_path) -> None:

@@ -131,13 +131,29 @@ def test_existing_output_is_refused_before_any_work(client, tmp_path) -> None:
 def test_overwrite_replaces_the_dataset(client, tmp_path) -> None:
     lake = _lake(tmp_path / "lake")
     out = tmp_path / "scores"
+    spec = _spec(lake, out)
+    first = run_job(JobSpec.from_dict(spec), client=client, show_progress=False)
+    manifest = json.loads((out / "_adp_manifest.json").read_text())
+    spec["output"]["mode"] = "overwrite"
+    spec["threshold"] = {"contamination": 0.1}
+    second = run_job(JobSpec.from_dict(spec), client=client, show_progress=False)
+    replaced = json.loads((out / "_adp_manifest.json").read_text())
+    assert replaced["created"] != manifest["created"]
+    assert second.anomalies > first.anomalies
+    assert len(pd.read_parquet(out)) == 2000
+    assert int(pd.read_parquet(out)["is_anomaly"].sum()) == second.anomalies
+
+
+def test_overwrite_never_replaces_files_adp_did_not_write(client, tmp_path) -> None:
+    lake = _lake(tmp_path / "lake")
+    out = tmp_path / "scores"
     out.mkdir()
     (out / "old.parquet").write_bytes(b"old")
     spec = _spec(lake, out)
     spec["output"]["mode"] = "overwrite"
-    run_job(JobSpec.from_dict(spec), client=client, show_progress=False)
-    assert not (out / "old.parquet").exists()
-    assert len(pd.read_parquet(out)) == 2000
+    with pytest.raises(OutputExistsError, match="old.parquet"):
+        run_job(JobSpec.from_dict(spec), client=client, show_progress=False)
+    assert (out / "old.parquet").read_bytes() == b"old"
 
 
 def test_failed_job_leaves_nothing_half_written(client, tmp_path) -> None:
