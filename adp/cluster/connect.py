@@ -3,6 +3,8 @@ local cluster of worker processes."""
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import dask.config
 from distributed import Client
 
+from adp.cluster.lost import close_client
 from adp.config import settings
 
 
@@ -65,11 +68,34 @@ def connect(address: str | None = None, **local_cluster_kwargs: Any) -> Client:
     }
     # Client() without an address owns the LocalCluster it starts: closing the client
     # closes the cluster too. The nannies read pre-spawn-environ when they are created.
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+    with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
+        _workers_ignore_sigint(),
+    ):
         client = Client(**options)
     if install_plugins:
         _install_plugins(client)
     return client
+
+
+@contextmanager
+def _workers_ignore_sigint() -> Iterator[None]:
+    """Worker processes spawned inside ignore SIGINT (an ignored signal stays ignored
+    across ``exec``, and Python then installs no ``KeyboardInterrupt`` handler).
+
+    Ctrl-C in a terminal reaches the whole process group: without this, each local worker
+    process prints a ``KeyboardInterrupt`` traceback while the client stops the job and
+    closes the cluster anyway. A Ctrl-C during the few seconds the cluster starts is
+    ignored too. Only the main thread may change handlers; elsewhere nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 @contextmanager
@@ -91,16 +117,18 @@ def cluster_for(
         yield client
         return
     if address:
-        with connect(address) as c:
-            yield c
-        return
-    options: dict[str, Any] = {
-        "n_workers": n_workers,
-        "threads_per_worker": threads_per_worker,
-        "memory_limit": memory_limit,
-    }
-    with connect(**{k: v for k, v in options.items() if v is not None}) as c:
+        c = connect(address)
+    else:
+        options: dict[str, Any] = {
+            "n_workers": n_workers,
+            "threads_per_worker": threads_per_worker,
+            "memory_limit": memory_limit,
+        }
+        c = connect(**{k: v for k, v in options.items() if v is not None})
+    try:
         yield c
+    finally:
+        close_client(c)  # at once when the scheduler is lost
 
 
 def _install_plugins(client: Client) -> None:

@@ -17,16 +17,21 @@ unless said otherwise):
    partition through the sink;
 4. **commit**: the sink puts the dataset (or table) in place with its manifest.
 
-A failure at any stage leaves the output location as it was. The runner holds no file
-layout and no SQL: both belong to the sink.
+A failure at any stage leaves the output location as it was. SIGINT, SIGTERM and SIGHUP
+stop a job the same way (:mod:`adp.jobs.interrupts`): its futures are cancelled, staging
+removed, the audit outcome is ``interrupted`` with the signal, and the failure is counted;
+a lost scheduler is one :class:`adp.cluster.lost.SchedulerLostError` naming its address.
+Jobs whose client died without an outcome are closed in the audit trail before each job.
+The runner holds no file layout and no SQL: both belong to the sink.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +42,7 @@ from distributed import Client
 from rich.console import Console
 
 from adp.cluster import cluster_for
+from adp.cluster.lost import lost_scheduler_is_an_error, scheduler_lost
 from adp.detect.base import BaseDetector
 from adp.detect.detection import run_detection
 from adp.detect.detector import create_detector
@@ -45,11 +51,14 @@ from adp.errors import SpecError
 from adp.io.profile import DataProfile, profile
 from adp.io.sinks import Sink, WrittenPart, manifest_for, sink_for
 from adp.jobs.evaluation import Evaluation, evaluate_partition
+from adp.jobs.interrupts import InterruptGuard, cancel_job_work, quiet_cancelled_gathers
 from adp.jobs.opening import open_source
 from adp.jobs.progress import compute_with_progress
 from adp.jobs.spec import JobSpec, OutputSpec, SourceSpec
-from adp.observe.audit import AuditLog, audited
+from adp.observe.audit import AuditLog, audited, close_orphaned_jobs
 from adp.observe.events import report_client
+from adp.observe.orphans import process_owner
+from adp.redact import redact_url
 
 
 @dataclass
@@ -105,6 +114,7 @@ def _sink(spec: JobSpec) -> Sink:
         mode=output.mode,
         storage_options=output.storage_options,
         key=spec.source.key,
+        sources=[spec.source],
     )
 
 
@@ -192,47 +202,68 @@ def run_job(
     adp.errors.AuditError
         When the job's audit records cannot be written: the job does not run (fail closed).
     """
+    log = audit_log or AuditLog()
+    close_orphaned_jobs(log, source=origin)  # jobs whose client died without an outcome
     output = _output(spec)
     sink = _sink(spec)
     sink.check()
-    log = audit_log or AuditLog()
     job_id = uuid.uuid4().hex
-    audit = _JobAudit(log, job_id, origin)
-    log.append(
-        "job.submit",
-        action="submit",
-        resource=spec.source.uri,
-        job_id=job_id,
-        details={"name": spec.name, "output": output.uri},
-        source=origin,
-    )
-    with _client_for(spec, scheduler, client) as c:
-        report_client(c, jobs_started=1)
-        try:
-            with audited(
-                log,
-                "job.run",
-                action="run",
-                resource=spec.source.uri,
-                job_id=job_id,
-                details={"name": spec.name},
-                source=origin,
-                client=c,
-            ):
-                result = _execute(
-                    spec, sink, c, audit, show_progress=show_progress, console=console
-                )
-        except BaseException:
-            report_client(c, jobs_failed=1)
-            raise
-        report_client(
-            c,
-            jobs_finished=1,
-            rows_read=result.rows,
-            fit_seconds=result.stage_seconds.get("fit", 0.0),
-            anomalies_flagged=result.anomalies,
+    owner = process_owner().to_dict()
+    with InterruptGuard() as guard:
+        audit = _JobAudit(log, job_id, origin, guard)
+        log.append(
+            "job.submit",
+            action="submit",
+            resource=spec.source.uri,
+            job_id=job_id,
+            details={"name": spec.name, "output": output.uri, "owner": owner},
+            source=origin,
         )
+        with _client_for(spec, scheduler, client) as c:
+            quiet_cancelled_gathers(c)
+            report_client(c, jobs_started=1)
+            try:
+                with (
+                    audited(
+                        log,
+                        "job.run",
+                        action="run",
+                        resource=spec.source.uri,
+                        job_id=job_id,
+                        details={"name": spec.name, "owner": owner},
+                        source=origin,
+                        client=c,
+                    ),
+                    lost_scheduler_is_an_error(c),
+                ):
+                    result = _execute(
+                        spec, sink, c, audit, show_progress=show_progress, console=console
+                    )
+            except BaseException as exc:
+                if not scheduler_lost(c, exc):  # else it would wait out the reconnection
+                    report_client(c, jobs_failed=1)
+                raise
+            report_client(
+                c,
+                jobs_finished=1,
+                rows_read=result.rows,
+                fit_seconds=result.stage_seconds.get("fit", 0.0),
+                anomalies_flagged=result.anomalies,
+            )
     return result
+
+
+@contextlib.contextmanager
+def _stopped_cleanly(c: Client) -> Iterator[None]:
+    """On any error (an interrupt included), cancel the futures this block created and
+    wait for their running tasks, so no task writes into staging after it is removed."""
+    before = set(c.futures)
+    try:
+        yield
+    except BaseException:
+        if not scheduler_lost(c):
+            cancel_job_work(c, set(c.futures) - before)
+        raise
 
 
 @dataclass(frozen=True)
@@ -242,6 +273,7 @@ class _JobAudit:
     log: AuditLog
     job_id: str
     origin: str
+    guard: InterruptGuard = field(default_factory=InterruptGuard)
 
     def annotate(self) -> Any:
         """Annotate the graphs submitted inside with the job id (the scheduler audits it)."""
@@ -308,7 +340,7 @@ def _execute(
         with audit.annotate():
             return c.compute(value).result()
 
-    with sink.session(compute=compute, step=step):
+    with sink.session(compute=compute, step=step), _stopped_cleanly(c):
         t0 = time.perf_counter()
         detection = run_detection(
             detector,
@@ -352,14 +384,15 @@ def _execute(
             features=detector.features_,
             threshold=threshold,
             anomalies=anomalies,
-            source=source.uri,
+            source=redact_url(source.uri),
             created=pd.Timestamp.now(tz="UTC").isoformat(),
         )
         audit.record(
             "output.write", "write", output.uri, rows=manifest["rows"], anomalies=anomalies
         )
         t0 = time.perf_counter()
-        sink.commit(parts, manifest)
+        with audit.guard.deferred():  # a signal waits for the commit to end
+            sink.commit(parts, manifest)
         stage_seconds["commit"] = time.perf_counter() - t0
 
     return JobResult(

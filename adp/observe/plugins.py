@@ -14,7 +14,9 @@ and queues a reference to its task list; ``log_event`` adds the figures of ``adp
 events (sent by :func:`adp.observe.events.report` on workers and
 :func:`~adp.observe.events.report_client` on clients) to in-memory counters. A background
 ``asyncio`` task started in ``start()`` writes the queued audit records every
-``flush_interval`` seconds on a dedicated thread, and ``close()`` writes what is left.
+``flush_interval`` seconds on a dedicated thread, and ``close()`` writes what is left (on
+the event loop's own thread when the interpreter is already exiting and its thread pools
+are gone, as when a script ends without closing its client).
 
 No worker plugin is needed: worker-side figures travel as events on each worker's existing
 batched stream to the scheduler (see :mod:`adp.bench.plugin_overhead` for the measured cost), and
@@ -34,10 +36,11 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
@@ -58,6 +61,7 @@ JOB_ANNOTATION = "adp_job_id"
 """Annotate tasks with ``dask.annotate(adp_job_id=...)`` to tie graph audits to a job."""
 
 _MAX_PREFIXES = 50
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -139,8 +143,7 @@ class AdpSchedulerPlugin(SchedulerPlugin):
         self._flush_lock = asyncio.Lock()
         if self.audit:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="adp-audit")
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._open_log)
+            await self._on_writer(self._open_log)
         # also without audit: notices when the plugin is unregistered
         self._task = asyncio.create_task(self._run(), name="adp-plugin")
 
@@ -161,11 +164,25 @@ class AdpSchedulerPlugin(SchedulerPlugin):
         finally:
             if self._executor is not None:
                 if self._log is not None:
-                    await asyncio.get_running_loop().run_in_executor(
-                        self._executor, self._log.close
-                    )
+                    await self._on_writer(self._log.close)
                 self._executor.shutdown(wait=False)
             unbind(self.metrics)
+
+    async def _on_writer(self, func: Callable[..., _T], *args: Any) -> _T:
+        """Run ``func`` on the writer thread, or here when that thread is gone.
+
+        A process that exits without closing its client closes the scheduler from an
+        ``atexit`` hook, after the interpreter has shut its thread pools down: submitting
+        then raises ``RuntimeError`` ("cannot schedule new futures after shutdown"), and
+        the last records are written on the event loop's thread instead (nothing else runs
+        on it any more).
+        """
+        assert self._executor is not None
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+        except RuntimeError:  # the executor, or the interpreter, is shutting down
+            return func(*args)
+        return await future
 
     async def _run(self) -> None:
         while not self._closed:
@@ -217,8 +234,7 @@ class AdpSchedulerPlugin(SchedulerPlugin):
         async with self._flush_lock:
             batch = list(self._pending)
             self._pending.clear()
-            loop = asyncio.get_running_loop()
-            written, unwritten = await loop.run_in_executor(self._executor, self._write, batch)
+            written, unwritten = await self._on_writer(self._write, batch)
             self.metrics.inc("audit_records", written)
             if unwritten:
                 self.metrics.inc("audit_write_failures")
