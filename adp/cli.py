@@ -15,17 +15,24 @@ from adp.clitools import LazyGroup
     cls=LazyGroup,
     lazy={
         "run": "adp.jobs.cli:run",
+        "validate": "adp.jobs.cli:validate",
         "demo": "adp.jobs.cli:demo",
         "search": "adp.jobs.cli:search",
         "detectors": "adp.detect.cli:detectors",
         "audit": "adp.observe.cli:audit",
         "models": "adp.models.cli:models",
         "bench": "adp.bench.cli:bench",
+        "clean": "adp.io.cli:clean",
     },
 )
 @click.version_option(package_name="adp")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Print the traceback of a failed command.")
+def main(debug: bool) -> None:
     """ADP: find anomalies in large tables and arrays on a Dask cluster."""
+    if debug:
+        import dask.config
+
+        dask.config.set({"adp.debug": True})
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,15 +6,18 @@ import this module; nothing imports :mod:`adp.cli`.
 
 from __future__ import annotations
 
+import errno
 import functools
 import importlib
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
-from adp.errors import AdpError
+from adp.errors import AccessDeniedError, AdpError, DataError, SourceError, one_line
+from adp.redact import redact_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,18 +49,122 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
+#: The longest message a failed command prints (one or two terminal lines).
+MESSAGE_LIMIT = 500
+
+
+def debug_enabled() -> bool:
+    """Whether ``adp --debug`` (dask config ``adp.debug``, ``DASK_ADP__DEBUG=1``) is on."""
+    import dask.config
+
+    return bool(dask.config.get("adp.debug", False))
+
+
+def _where(exc: BaseException, where: str | None) -> str:
+    filename = getattr(exc, "filename", None)
+    if filename:
+        return f" {str(filename)!r}"
+    return f" {where!r}" if where else ""
+
+
+def translate_error(exc: BaseException, where: str | None = None) -> AdpError:
+    """An :class:`~adp.errors.AdpError` with a one-line message for an exception that is
+    not ADP's own: a full disk, a path whose parent is a file, a denied permission, a CSV
+    or Parquet parser error, or anything unexpected.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The exception.
+    where : str, optional
+        The file or location being read or written, when the caller knows it; an
+        ``OSError``'s own ``filename`` is preferred.
+
+    Returns
+    -------
+    adp.errors.AdpError
+        ``exc`` itself when it already is one.
+    """
+    if isinstance(exc, AdpError):
+        return exc
+    at = _where(exc, where)
+    name = type(exc).__name__
+    reason = one_line(getattr(exc, "strerror", None) or str(exc), 200)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return SourceError(f"no space left on the device writing{at}: free space and rerun")
+    if isinstance(exc, OSError) and exc.errno == errno.EDQUOT:
+        return SourceError(f"disk quota exceeded writing{at}: free space and rerun")
+    if isinstance(exc, NotADirectoryError):
+        return SourceError(f"a parent of{at} is a file, not a folder: choose another path")
+    if isinstance(exc, IsADirectoryError):
+        return SourceError(f"{at.strip() or 'the path'} is a folder where a file was expected")
+    if isinstance(exc, PermissionError):
+        return AccessDeniedError(f"permission denied on{at or ' a file'}: {reason}")
+    if isinstance(exc, FileNotFoundError):
+        return SourceError(f"{at.strip() or 'a file'} does not exist: {reason}")
+    if name == "ParserError" or "Error tokenizing data" in str(exc):
+        return DataError(f"cannot parse the CSV data of{at or ' the source'}: {reason}")
+    if "Mismatched dtypes found in `pd.read_csv`" in str(exc):
+        columns = _mismatched_columns(str(exc))
+        return DataError(
+            f"the CSV data of{at or ' the source'} has values that do not match the type "
+            f"inferred from its first rows in columns {columns}: a non-numeric cell in a "
+            "numeric column? Fix the cells, or exclude the columns from features"
+        )
+    if name in ("ArrowInvalid", "ArrowIOError", "ArrowException") or (
+        type(exc).__module__.startswith("pyarrow") and isinstance(exc, ValueError | OSError)
+    ):
+        return DataError(f"cannot decode the Parquet data of{at or ' the source'}: {reason}")
+    return AdpError(
+        f"unexpected {name}{' at' + at if at else ''}: {reason} (run 'adp --debug ...' "
+        "for the traceback)"
+    )
+
+
+def _mismatched_columns(text: str) -> list[str]:
+    columns = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] not in ("Column", "") and not cells[0].startswith("-"):
+            columns.append(cells[0])
+    return columns
+
+
+def print_error(exc: BaseException) -> None:
+    """Print ``exc`` as ``error: <one bounded line>`` on standard error (the traceback
+    first with ``adp --debug``)."""
+    if debug_enabled():
+        traceback.print_exception(exc)
+    message = one_line(redact_text(str(translate_error(exc))) or "", MESSAGE_LIMIT)
+    click.secho(f"error: {message}", fg="red", err=True)
+
+
 def fail_cleanly(func: F) -> F:
-    """Turn ADP's errors into a one-line message on standard error and exit status 1."""
+    """Turn every error into a bounded one-line message on standard error and exit status
+    1: ADP's own errors as they are, others translated by :func:`translate_error`. A
+    traceback is printed only with ``adp --debug``."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except AdpError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            print_error(exc)
             sys.exit(1)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or adp.jobs.interrupts.JobInterrupted
+            click.secho(f"error: {exc or 'interrupted by SIGINT'}", fg="red", err=True)
+            sys.exit(getattr(exc, "exit_code", 130))  # 128 + the signal's number
 
     return wrapper  # type: ignore[return-value]
 
 
-__all__ = ["LazyGroup", "fail_cleanly"]
+__all__ = [
+    "MESSAGE_LIMIT",
+    "LazyGroup",
+    "debug_enabled",
+    "fail_cleanly",
+    "print_error",
+    "translate_error",
+]

@@ -3,6 +3,9 @@ and every message says what is wrong and where: the file, partition, column or f
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 
 class AdpError(Exception):
     """Base class of every error ADP raises on purpose."""
@@ -59,3 +62,27 @@ class ModelIntegrityError(AdpError, ValueError):
 class BenchmarkError(AdpError, RuntimeError):
     """A benchmark's own self-check failed (results disagree, rows went missing): its
     figures would mean nothing, so none are reported."""
+
+
+def bounded(items: Iterable[Any], limit: int = 10, width: int = 60) -> str:
+    """A list for an error message, cut to ``limit`` items of at most ``width`` characters,
+    followed by ``... and N more`` (so a message about 1.5M columns stays one short line).
+
+    Examples
+    --------
+    >>> bounded(["a", "b", "c"], limit=2)
+    "['a', 'b', ... and 1 more]"
+    """
+    values = [items] if isinstance(items, str | bytes) else list(items)
+    shown = []
+    for value in values[:limit]:
+        text = repr(value)
+        shown.append(text if len(text) <= width else text[: width - 4] + "...'")
+    more = len(values) - len(shown)
+    return "[" + ", ".join(shown) + (f", ... and {more} more" if more else "") + "]"
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """``text`` on one line (whitespace runs collapsed), cut to ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

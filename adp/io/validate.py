@@ -16,7 +16,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-from adp.errors import ConfigError, DataError
+from adp.errors import ConfigError, DataError, bounded
 
 MissingPolicy = Literal["fail", "drop", "impute_median"]
 POLICIES: tuple[str, ...] = ("fail", "drop", "impute_median")
@@ -36,7 +36,7 @@ def _fail_partition(
     counts = bad.sum()
     if counts.any():
         number = partition_info["number"] if partition_info else "?"
-        culprits = {str(c): int(n) for c, n in counts.items() if n}
+        culprits = dict(list({str(c): int(n) for c, n in counts.items() if n}.items())[:10])
         first = bad.any(axis=1).idxmax()
         raise DataError(
             f"partition {number}: missing or non-finite values in feature columns {culprits} "
@@ -73,7 +73,10 @@ def _check_features(ddf: dd.DataFrame, features: Sequence[str]) -> list[str]:
     features = list(features)
     missing = [c for c in features if c not in ddf.columns]
     if missing:
-        raise DataError(f"feature columns {missing} are not in the data: {list(ddf.columns)}")
+        raise DataError(
+            f"feature columns {bounded(missing)} are not in the data; its columns are "
+            f"{bounded(ddf.columns)}"
+        )
     bad = {
         c: str(ddf.dtypes[c])
         for c in features
@@ -81,7 +84,9 @@ def _check_features(ddf: dd.DataFrame, features: Sequence[str]) -> list[str]:
         or pd.api.types.is_bool_dtype(ddf.dtypes[c])
     }
     if bad:
-        raise DataError(f"feature columns must be numeric; these are not: {bad}")
+        shown = dict(list(bad.items())[:10])
+        more = f" ... and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise DataError(f"feature columns must be numeric; these are not: {shown}{more}")
     return features
 
 
@@ -100,8 +105,8 @@ def compute_medians(ddf: dd.DataFrame, features: Sequence[str]) -> dict[str, flo
     empty = [c for c in features if not np.isfinite(medians[c])]
     if empty:
         raise DataError(
-            f"feature columns {empty} have no finite value at all: nothing to impute from; "
-            "drop them from features"
+            f"feature columns {bounded(empty)} have no finite value at all: nothing to impute "
+            "from; drop them from features"
         )
     return {c: float(medians[c]) for c in features}
 
@@ -156,7 +161,9 @@ def apply_missing_policy(
         medians = compute_medians(ddf, features)
     lacking = [c for c in features if c not in medians]
     if lacking:
-        raise ConfigError(f"medians given for impute_median lack feature columns {lacking}")
+        raise ConfigError(
+            f"medians given for impute_median lack feature columns {bounded(lacking)}"
+        )
     used = {c: float(medians[c]) for c in features}
     meta = ddf._meta.copy()
     for name in features:

@@ -1,4 +1,4 @@
-"""The job commands: ``adp run``, ``adp demo`` and ``adp search``."""
+"""The job commands: ``adp run``, ``adp validate``, ``adp demo`` and ``adp search``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,27 @@ def run(job: Path, scheduler: str | None, report_path: Path | None, progress: bo
 
     spec = JobSpec.from_yaml(job)
     run_and_report(spec, scheduler=scheduler, report_path=report_path, progress=progress)
+
+
+@click.command("validate")
+@click.argument("job", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--report", "report_path", type=click.Path(path_type=Path), help="Check this report path."
+)
+@fail_cleanly
+def validate(job: Path, report_path: Path | None) -> None:
+    """Check the job spec JOB without a cluster: its fields and types, the detector and its
+    parameters, the source and its columns, the output, the report path and credentials.
+
+    Prints what was checked and exits 0, or prints one error and exits 1.
+    """
+    from adp.jobs.preflight import preflight, report_target
+
+    spec = JobSpec.from_yaml(job)
+    checked = preflight(spec, report_path=report_target(spec, report_path))
+    for line in checked.checks:
+        click.echo(f"  ok  {line}")
+    click.echo(f"{job}: valid ({checked.seconds:.2f} s, no cluster started)")
 
 
 @click.command("demo")
@@ -93,11 +114,14 @@ def search(job: Path, scheduler: str | None, as_json: bool) -> None:
     """
     from rich.console import Console
 
+    from adp.jobs.preflight import preflight, with_io_timeouts
     from adp.jobs.search import run_search_job
 
     spec = JobSpec.from_yaml(job)
     if spec.search is None:
         raise click.UsageError(f"{job} has no 'search:' section")
+    preflight(spec)
+    spec = with_io_timeouts(spec)
     console = Console(stderr=as_json)
     with _client(spec, scheduler) as client:
         result = run_search_job(spec, client, console=console)
@@ -106,4 +130,4 @@ def search(job: Path, scheduler: str | None, as_json: bool) -> None:
             click.echo(json.dumps(record, default=str))
 
 
-__all__ = ["demo", "run", "search"]
+__all__ = ["demo", "run", "search", "validate"]

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import dask.dataframe as dd
 
 from adp.detect.features import resolve_features
-from adp.errors import DataError
+from adp.errors import DataError, bounded
 from adp.io.read import read
+from adp.io.s3 import with_timeouts
 from adp.jobs.spec import SourceSpec
 
 
@@ -84,15 +85,15 @@ def open_source(source: SourceSpec, extra: Sequence[str | None] = ()) -> OpenedS
         source.uri,
         format=source.format,
         columns=source.columns,
-        storage_options=source.storage_options,
+        storage_options=with_timeouts(source.uri, source.storage_options),
         **source.options,
     )
     others = [col for col in dict.fromkeys(extra) if col]
     absent = [col for col in others if col not in ddf.columns]
     if absent:
         raise DataError(
-            f"columns {absent} named by the job spec (evaluate or search label) are not in "
-            f"the data; its columns are {list(ddf.columns)}"
+            f"columns {bounded(absent)} named by the job spec (evaluate or search label) are "
+            f"not in {source.uri!r}; its columns are {bounded(ddf.columns)}"
         )
     features = resolve_features(
         ddf, source.features, exclude=[*source.exclude, *others], key=source.key

@@ -1,18 +1,93 @@
 """The job spec: a YAML file validated into typed objects.
 
 Unknown keys and wrong types are rejected with the path of the offending field, for
-example ``detector.params: Input should be a valid dictionary``.
+example ``detector.params: Input should be a valid dictionary``. Types are strict: a
+boolean is not a number (``sample_rows: true`` is refused, not read as 1), numbers are not
+strings, and thresholds are finite (``score: .nan`` is refused).
+
+Relative paths (``source.uri``, ``output.uri``, a SQLite file in a database URL,
+``report.path``) are resolved on the client, against the directory ``adp`` runs in (the
+current working directory, as for every path given on the command line), when the spec
+is validated: every task that leaves the client carries absolute paths, so workers of a
+remote scheduler do not resolve them in their own directory.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from adp.errors import SpecError
+from adp.errors import SpecError, bounded, one_line
+
+#: An integer field: booleans, floats and strings are refused.
+Int = Annotated[int, Strict()]
+#: A number field: finite, no booleans or strings (integers are accepted).
+Number = Annotated[float, Strict(), AllowInfNan(False)]
+#: A yes/no field: only true or false.
+Flag = Annotated[bool, Strict()]
+
+
+def resolve_location(uri: str) -> str:
+    """``uri`` with a relative local path made absolute against the current directory.
+
+    Local paths (``~`` expanded), ``file://`` URLs and the file of a ``sqlite:///`` URL are
+    resolved; remote URLs (``s3://``), server database URLs and absolute paths come back
+    unchanged. Symbolic links are kept (the path is made absolute, not resolved).
+    """
+    from adp.db import is_sql_url
+    from adp.paths import is_local
+
+    if not isinstance(uri, str) or not uri:
+        return uri
+    if is_sql_url(uri):
+        return _resolve_sqlite(uri)
+    if not is_local(uri):
+        return uri
+    prefix = "file://" if uri.startswith("file://") else ""
+    path = uri[len(prefix) :]
+    resolved = os.path.abspath(os.path.expanduser(path))
+    if path.endswith("/") and not resolved.endswith("/"):
+        resolved += "/"
+    return prefix + resolved
+
+
+def _resolve_sqlite(uri: str) -> str:
+    import sqlalchemy as sa
+
+    try:
+        url = sa.make_url(uri)
+    except (sa.exc.ArgumentError, ValueError):
+        return uri  # refused, naming it, when it is opened
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return uri
+    if database.startswith("file:") or os.path.isabs(database):
+        return uri
+    absolute = os.path.abspath(os.path.expanduser(database))
+    return url.set(database=absolute).render_as_string(hide_password=False)
+
+
+def _no_duplicates(names: list[str] | None, field: str) -> list[str] | None:
+    if names is None:
+        return None
+    seen: set[str] = set()
+    twice = [n for n in names if n in seen or seen.add(n)]  # type: ignore[func-returns-value]
+    if twice:
+        raise ValueError(f"{field} names columns more than once: {bounded(dict.fromkeys(twice))}")
+    return names
 
 
 class _Spec(BaseModel):
@@ -35,6 +110,21 @@ class SourceSpec(_Spec):
     )
     missing: Literal["fail", "drop", "impute_median"] = "fail"
 
+    @field_validator("uri")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        return resolve_location(value)
+
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, value: list[str] | None) -> list[str] | None:
+        return _no_duplicates(value, "features")
+
+    @field_validator("key")
+    @classmethod
+    def _unique_key(cls, value: list[str]) -> list[str]:
+        return _no_duplicates(value, "key") or []
+
 
 class DetectorSpec(_Spec):
     """A detector by registry name and parameters, or a registered model ``name@version``."""
@@ -55,8 +145,8 @@ class DetectorSpec(_Spec):
 class FitSpec(_Spec):
     """How the detector is fitted."""
 
-    sample_rows: int | None = Field(None, ge=1)
-    random_state: int | None = None
+    sample_rows: Int | None = Field(None, ge=1)
+    random_state: Int | None = None
     strategy: Literal["sample", "distributed", "bagging"] = "sample"
 
 
@@ -64,7 +154,7 @@ class ThresholdSpec(_Spec):
     """A global threshold: a contamination share (or ``auto``), or a fixed score."""
 
     contamination: float | Literal["auto"] | None = None
-    score: float | None = None
+    score: Number | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> ThresholdSpec:
@@ -85,7 +175,7 @@ class ThresholdSpec(_Spec):
 class ExplainSpec(_Spec):
     """Explanations for flagged rows."""
 
-    top_k: int = Field(3, ge=1)
+    top_k: Int = Field(3, ge=1)
 
 
 class OutputSpec(_Spec):
@@ -102,6 +192,11 @@ class OutputSpec(_Spec):
     table: str | None = None
     storage_options: dict[str, Any] | None = None
 
+    @field_validator("uri")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        return resolve_location(value)
+
     @model_validator(mode="after")
     def _table_modes(self) -> OutputSpec:
         if self.mode == "upsert" and self.table is None:
@@ -113,8 +208,8 @@ class ClusterSpec(_Spec):
     """The cluster: a scheduler address, or a LocalCluster of this shape."""
 
     address: str | None = None
-    n_workers: int | None = Field(None, ge=1)
-    threads_per_worker: int | None = Field(None, ge=1)
+    n_workers: Int | None = Field(None, ge=1)
+    threads_per_worker: Int | None = Field(None, ge=1)
     memory_limit: str | None = None
 
 
@@ -135,8 +230,13 @@ class ReportSpec(_Spec):
     path: str | None = None
     time: str | None = None
     group: str | None = None
-    top: int = Field(25, ge=1)
-    series: int = Field(4, ge=1)
+    top: Int = Field(25, ge=1)
+    series: Int = Field(4, ge=1)
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        return None if value is None else resolve_location(value)
 
 
 class SearchRegisterSpec(_Spec):
@@ -154,11 +254,11 @@ class SearchSpec(_Spec):
     space: list[Any] | dict[str, Any] | None = None
     label: str | None = None
     metric: str = "roc_auc"
-    max_trials: int = Field(50, ge=1)
-    time_budget: float | None = Field(None, gt=0)
-    cv: int = Field(3, ge=2)
-    sample_rows: int = Field(100_000, ge=1)
-    random_state: int | None = None
+    max_trials: Int = Field(50, ge=1)
+    time_budget: Number | None = Field(None, gt=0)
+    cv: Int = Field(3, ge=2)
+    sample_rows: Int = Field(100_000, ge=1)
+    random_state: Int | None = None
     strategy: Literal["random", "grid"] = "random"
     registration: SearchRegisterSpec | None = Field(None, alias="register")
 
@@ -182,7 +282,7 @@ class JobSpec(_Spec):
     evaluate: EvaluateSpec | None = None
     report: ReportSpec | None = None
     search: SearchSpec | None = None
-    profile: bool = Field(True, description="profile the data (one extra pass) for the summary")
+    profile: Flag = Field(True, description="profile the data (one extra pass) for the summary")
 
     @model_validator(mode="after")
     def _runnable(self) -> JobSpec:
@@ -200,7 +300,7 @@ class JobSpec(_Spec):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise SpecError(f"{origin} is invalid:\n{_describe(exc)}") from None
+            raise SpecError(f"{origin} is invalid: {_describe(exc)}") from None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> JobSpec:
@@ -213,16 +313,24 @@ class JobSpec(_Spec):
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise SpecError(f"{path} is not valid YAML: {exc}") from exc
+            raise SpecError(f"{path} is not valid YAML: {one_line(str(exc), 200)}") from None
         return cls.from_dict(data, origin=str(path))
 
 
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
+def _describe(exc: ValidationError, limit: int = 5) -> str:
+    """The failed fields, ``path: message`` joined by ``;``, at most ``limit`` of them."""
+    parts = []
+    errors = exc.errors()
+    for error in errors[:limit]:
         where = ".".join(str(part) for part in error["loc"]) or "(top level)"
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown field"
-        lines.append(f"  {where}: {message}")
-    return "\n".join(lines)
+        elif error["type"] in ("int_type", "float_type", "bool_type") and isinstance(
+            error.get("input"), bool | str
+        ):
+            message = f"{message}, got {error['input']!r}"
+        parts.append(f"{where}: {one_line(message.removeprefix('Value error, '), 160)}")
+    if len(errors) > limit:
+        parts.append(f"... and {len(errors) - limit} more")
+    return "; ".join(parts)
