@@ -281,10 +281,12 @@ class AuditLog:
             try:
                 with self._store.write() as conn:
                     seq, prev = self._store.head(conn) or (0, GENESIS_HASH)
-                    self._check_head(seq, prev, checkpoint)
+                    self._check_head(seq, prev, checkpoint, conn)
                     row = {**fields, "seq": seq + 1, "time": utc_iso(), "prev_hash": prev}
                     row["hash"] = record_hash(row)
                     self._store.insert(conn, row)
+                    # signed before the commit: a crash before advance() is recoverable
+                    self._checkpoints.intend(row["seq"], row["hash"], row["time"])
                 return AuditRecord(**row)
             except (IntegrityError, OperationalError) as exc:
                 retry = isinstance(exc, IntegrityError) or "locked" in str(exc).lower()
@@ -293,9 +295,18 @@ class AuditLog:
                 _time.sleep(random.uniform(0.005, 0.02) * (1 + attempt // 5))
         raise AssertionError("unreachable")
 
-    def _check_head(self, seq: int, prev: str, checkpoint: Checkpoint | None) -> None:
+    def _check_head(
+        self, seq: int, prev: str, checkpoint: Checkpoint | None, conn: sa.Connection
+    ) -> None:
         """Refuse to extend a log whose head is behind, past, or differs from, its checkpoint."""
         covered = 0 if checkpoint is None else checkpoint.seq
+        intent = self._checkpoints.intent() if seq == covered + 1 else None
+        matches = intent is not None and intent.seq == seq and intent.hash == prev
+        if intent is not None and matches and self._intact(conn, seq):
+            # this state directory's writer committed the head and died before signing it:
+            # its signed write intent proves the record is its own, so sign it now
+            self._checkpoints.advance(seq, prev, intent.time)
+            covered = seq
         if seq > covered:  # never sign over records nobody signed (no laundering)
             raise AuditError(
                 f"the audit log {self.url} has records {covered + 1}..{seq} not covered by a "
@@ -314,6 +325,15 @@ class AuditLog:
                 f"the head of the audit log {self.url} (seq {seq}) differs from its "
                 "signed checkpoint: the log was rewritten; run `adp audit verify`"
             )
+
+    def _intact(self, conn: sa.Connection, seq: int) -> bool:
+        """Whether record ``seq``'s content still hashes to its stored hash."""
+        table = self._store.table
+        row = conn.execute(sa.select(table).where(table.c.seq == seq)).mappings().first()
+        if row is None:
+            return False
+        record = _record(dict(row))
+        return record_hash(record.to_dict()) == record.hash
 
     # -- reading -----------------------------------------------------------------------
     def records(
@@ -381,6 +401,15 @@ class AuditLog:
                 checkpoint, problem = None, str(exc)
             head = None if checkpoint is None else (checkpoint.seq, checkpoint.hash)
             result = verify_chain(self._stream(), head, strict=strict, anchors=anchors)
+            intent = self._checkpoints.intent() if problem is None else None
+            covered = 0 if head is None else head[0]
+            if not result.ok and result.unanchored == 1 and intent and intent.seq == covered + 1:
+                # a writer died between committing its record and signing it: its signed
+                # write intent covers exactly that record, when the hashes agree
+                retried = verify_chain(
+                    self._stream(), (intent.seq, intent.hash), strict=strict, anchors=anchors
+                )
+                result = retried if retried.ok else result
         if problem is not None and (result.ok or result.unanchored):  # the cause, not its effect
             return VerificationResult(False, result.records_checked, None, problem, result.head_seq)
         return result

@@ -58,6 +58,10 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "audit.checkpoint"
 LOCK_FILE = "audit.checkpoint.lock"
+#: Signed write intents (:meth:`CheckpointStore.intend`), one per log, beside the checkpoints.
+INTENT_FILE = "audit.intent"
+#: Signed before an intent's payload, so an intent can never pass for a checkpoint.
+INTENT_PREFIX = b"adp-audit-intent:"
 IDENTITY_TABLE = "adp_audit_identity"
 """The table (in the audit database) that holds each audit table's random log id."""
 
@@ -312,6 +316,51 @@ class CheckpointStore:
             return None
         return dict(self._load_all()[self.log_id])
 
+    def intend(self, seq: int, hash_: str, time: str) -> None:
+        """Sign ``(seq, hash_)`` as the record about to be committed (a write intent).
+
+        Written, under :meth:`locked`, after the record is inserted and before its
+        transaction commits. A writer killed between the commit and :meth:`advance` leaves
+        one record no checkpoint covers; its signed intent proves the record is the
+        writer's own, so the next append (and ``verify``) accept it instead of refusing the
+        log for good. An intent for a record that never committed matches nothing.
+        """
+        if self.signer is None or self.log_id is None:
+            raise AuditError(
+                f"cannot sign audit write intents in {self.state_dir}: no signing key or log "
+                "identity (the log was opened read-only)"
+            )
+        intents = self._load_intents()
+        entry = Checkpoint(self.log_id, seq, hash_, time)
+        intents[self.log_id] = {
+            **entry.signed(self.signer),
+            "sig": self.signer.sign(INTENT_PREFIX + entry.payload()),
+        }
+        _write_private(self.state_dir / INTENT_FILE, {"version": 1, "intents": intents})
+
+    def intent(self) -> Checkpoint | None:
+        """This log's signed write intent, verified; ``None`` when there is none (or it does
+        not verify: an intent is only ever extra evidence, never required)."""
+        entry = None if self.log_id is None else self._load_intents().get(self.log_id)
+        if entry is None or self.verifier is None:
+            return None
+        try:
+            cp = Checkpoint(
+                str(entry["log"]), int(entry["seq"]), str(entry["hash"]), str(entry["time"])
+            )
+            ok = self.verifier.verify(INTENT_PREFIX + cp.payload(), str(entry["sig"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+        return cp if ok and cp.log_id == self.log_id else None
+
+    def _load_intents(self) -> dict[str, Any]:
+        try:
+            data = json.loads((self.state_dir / INTENT_FILE).read_text())
+            intents = data["intents"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+        return intents if isinstance(intents, dict) else {}
+
     def advance(self, seq: int, hash_: str, time: str) -> None:
         """Sign ``(seq, hash_)`` as the head if it is past the current checkpoint, write it
         to the checkpoint file and to the anchor (when configured).
@@ -335,24 +384,29 @@ class CheckpointStore:
             return
         entry = Checkpoint(self.log_id, seq, hash_, time).signed(self.signer)
         logs[self.log_id] = {**entry, "at": self.location} if self.location else entry
-        text = json.dumps({"version": 2, "logs": logs}, sort_keys=True, indent=1)
-        try:
-            fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=".audit.checkpoint.")
-            try:
-                os.fchmod(fd, 0o600)
-                with os.fdopen(fd, "w") as f:
-                    f.write(text)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-        except OSError as exc:
-            raise AuditError(f"cannot write the audit checkpoint {self.path}: {exc}") from exc
+        _write_private(self.path, {"version": 2, "logs": logs})
         if self.anchor is not None:
             self.anchor.put(entry)
+
+
+def _write_private(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (0600, fsynced, then renamed)."""
+    text = json.dumps(data, sort_keys=True, indent=1)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        raise AuditError(f"cannot write the audit checkpoint {path}: {exc}") from exc
 
 
 def open_checkpoints(
