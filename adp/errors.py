@@ -3,7 +3,7 @@ and every message says what is wrong and where: the file, partition, column or f
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -80,6 +80,23 @@ def bounded(items: Iterable[Any], limit: int = 10, width: int = 60) -> str:
         shown.append(text if len(text) <= width else text[: width - 4] + "...'")
     more = len(values) - len(shown)
     return "[" + ", ".join(shown) + (f", ... and {more} more" if more else "") + "]"
+
+
+def bounded_mapping(items: Mapping[Any, Any], limit: int = 10, width: int = 60) -> str:
+    """A mapping for an error message (``{'x': 3, ...}``), cut like :func:`bounded`.
+
+    Examples
+    --------
+    >>> bounded_mapping({"a": 1, "b": 2, "c": 3}, limit=2)
+    "{'a': 1, 'b': 2, ... and 1 more}"
+    """
+    pairs = list(items.items())
+    shown = []
+    for key, value in pairs[:limit]:
+        text = f"{key!r}: {value!r}"
+        shown.append(text if len(text) <= width else text[: width - 3] + "...")
+    more = len(pairs) - len(shown)
+    return "{" + ", ".join(shown) + (f", ... and {more} more" if more else "") + "}"
 
 
 def one_line(text: str, limit: int = 400) -> str:

@@ -8,7 +8,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-from adp.errors import DataError
+from adp.errors import DataError, bounded, bounded_mapping
 
 
 def _is_feature_dtype(dtype: object) -> bool:
@@ -41,19 +41,25 @@ def resolve_features(
     columns = list(ddf.columns)
     missing = [c for c in [*(features or []), *key] if c not in columns]
     if missing:
-        raise DataError(f"columns {missing} are not in the data; its columns are {columns}")
+        raise DataError(
+            f"columns {bounded(missing)} are not in the data; its columns are {bounded(columns)}"
+        )
     if features is None:
         skip = set(exclude) | set(key)
         chosen = [c for c in columns if c not in skip and _is_feature_dtype(ddf.dtypes[c])]
         if not chosen:
             raise DataError(
-                f"no numeric feature columns among {columns} "
-                f"(excluded: {sorted(skip)}); name them with features=[...]"
+                f"no numeric feature columns among {bounded(columns)} "
+                f"(excluded: {bounded(sorted(skip))}); name them with features=[...]"
             )
         return chosen
-    bad = {c: str(ddf.dtypes[c]) for c in features if not _is_feature_dtype(ddf.dtypes[c])}
+    bad = [c for c in features if not _is_feature_dtype(ddf.dtypes[c])]
     if bad:
-        raise DataError(f"feature columns must be numeric; these are not: {bad}")
+        types = [str(ddf.dtypes[c]) for c in bad]
+        raise DataError(
+            f"feature columns must be numeric; these are not: {bounded(bad)} "
+            f"(of types {bounded(types)})"
+        )
     if not features:
         raise DataError("features=[] names no columns")
     return list(features)
@@ -81,7 +87,8 @@ def feature_matrix(
         bad_counts = (~finite).sum(axis=0)
         culprits = {f: int(n) for f, n in zip(features, bad_counts, strict=True) if n}
         raise DataError(
-            f"{where}: missing or non-finite values in feature columns {culprits} "
+            f"{where}: missing or non-finite values in feature columns "
+            f"{bounded_mapping(culprits)} "
             "(rows with NaN, None or inf cannot be scored; drop or impute them first)"
         )
     return X

@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 import dask.dataframe as dd
 import fsspec
+import pandas as pd
 
-from adp.errors import AdpError, ConfigError, DataError, SourceError
+from adp.errors import AdpError, ConfigError, DataError, SourceError, one_line
 from adp.io.footers import check_footers, read_footers
 from adp.io.hive import prune
 from adp.io.outputs import committed_files
@@ -150,6 +151,150 @@ def check_parquet(
     return sum(f.rows for f in footers)
 
 
+class FileReader:
+    """pandas' reader (``pd.read_csv`` or ``pd.read_json``) for the blocks of one file: a
+    parse error, or a cell that does not match the column's type, is a
+    :class:`~adp.errors.DataError` naming the file (and the column), not pandas' error.
+
+    Parameters
+    ----------
+    reader : callable
+        ``pandas.read_csv`` or ``pandas.read_json``.
+    file : str
+        The file whose blocks it reads, for messages.
+    kind : str
+        ``"CSV"`` or ``"JSON-lines"``, for messages.
+
+    Attributes
+    ----------
+    expected : dict of str to dtype, optional
+        The column types the dataset was given (set once its metadata is known); a
+        block whose numeric column read as text, or whose integer column has missing
+        values, is refused naming the file and the column.
+    """
+
+    def __init__(self, reader: Any, file: str, kind: str) -> None:
+        self.reader = reader
+        self.file = file.removeprefix("file://")
+        self.kind = kind
+        self.__name__ = reader.__name__  # dask reads the reader's name
+        self.expected: dict[str, Any] | None = None
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        return ("adp-file-reader", self.reader.__name__, self.file)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        try:
+            frame = self.reader(*args, **kwargs)
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:  # pandas' ParserError too
+            self._explain(args, kwargs)
+            raise DataError(
+                f"cannot parse {self.kind} file {self.file!r}: {one_line(str(exc), 200)}"
+            ) from None
+        if self.expected:
+            self._check_types(frame, self.expected)
+        return frame
+
+    def _explain(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """After a failed read with given column types, read the block again without them
+        to name the column whose cells do not match (raises when it finds one)."""
+        types = kwargs.get("dtype")
+        if not isinstance(types, dict) or not args or not hasattr(args[0], "seek"):
+            return
+        try:
+            args[0].seek(0)
+            frame = self.reader(args[0], **{k: v for k, v in kwargs.items() if k != "dtype"})
+        except Exception:  # the block does not parse at all: the generic message stands
+            return
+        expected = {}
+        for column, kind in types.items():
+            try:
+                expected[column] = pd.api.types.pandas_dtype(kind)
+            except TypeError:  # not a type pandas knows: not a numeric column either
+                continue
+        self._check_types(frame, expected)
+
+    def _check_types(self, frame: pd.DataFrame, expected: dict[str, Any]) -> None:
+        for column, dtype in expected.items():
+            if column not in frame.columns or getattr(dtype, "kind", "O") not in "iuf":
+                continue
+            got = frame[column].dtype
+            if got.kind not in "iufb":
+                values = frame[column]
+                bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
+                example = f" such as {one_line(repr(bad.iloc[0]), 40)}" if len(bad) else ""
+                raise DataError(
+                    f"{self.kind} file {self.file!r}: column {column!r} is numeric ({dtype}) "
+                    f"in the first rows but has non-numeric cells{example}: fix the cells, "
+                    "or exclude the column from features"
+                )
+            if dtype.kind in "iu" and got.kind == "f":
+                raise DataError(
+                    f"{self.kind} file {self.file!r}: integer column {column!r} has missing or "
+                    "fractional values after the first rows: give it dtype float64 "
+                    "(source.options.dtype), or fill the cells"
+                )
+
+
+def read_text_files(
+    fmt: str,
+    paths: list[str],
+    storage_options: dict[str, Any] | None,
+    options: dict[str, Any],
+) -> dd.DataFrame:
+    """Read CSV or JSON-lines ``paths`` lazily, one reader per file so an error names its
+    file (:class:`FileReader`); the first file's numeric column types apply to all.
+
+    Parameters
+    ----------
+    fmt : {"csv", "json"}
+        The files' format.
+    paths : list of str
+        The files (fsspec URLs).
+    storage_options : dict, optional
+        fsspec options.
+    options : dict
+        Reader options for :func:`dask.dataframe.read_csv` or
+        :func:`~dask.dataframe.read_json`.
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+        One partition per block of each file.
+
+    Raises
+    ------
+    adp.errors.DataError
+        When a file's first rows do not parse, naming the file.
+    """
+    from dask.dataframe.io.csv import read_pandas
+
+    frames: list[dd.DataFrame] = []
+    readers: list[FileReader] = []
+    for path in paths:
+        opts = dict(options)
+        if fmt == "csv":
+            reader = FileReader(pd.read_csv, path, "CSV")
+            if frames and "dtype" not in options:  # the first file's numeric types apply
+                first = frames[0]._meta.dtypes
+                opts["dtype"] = {c: t for c, t in first.items() if t.kind in "iuf"}
+            frame = read_pandas(reader, path, storage_options=storage_options, **opts)
+        else:
+            reader = FileReader(pd.read_json, path, "JSON-lines")
+            opts.setdefault("blocksize", _JSON_BLOCKSIZE)
+            opts.setdefault("orient", "records")
+            if frames and "meta" not in options:
+                opts["meta"] = frames[0]._meta
+            frame = dd.read_json(
+                path, lines=True, storage_options=storage_options, engine=reader, **opts
+            )
+        frames.append(frame)
+        readers.append(reader)
+    for reader, frame in zip(readers, frames, strict=True):
+        reader.expected = dict(frame._meta.dtypes.items())
+    return frames[0] if len(frames) == 1 else dd.concat(frames)
+
+
 def read_lake(
     uri: str,
     format: LakeFormat | None = None,
@@ -220,12 +365,7 @@ def read_lake(
             # CSV and JSON readers take files, not folders: expand them here.
             fs = fsspec.core.url_to_fs(uri, **(storage_options or {}))[0]
             paths = [fs.unstrip_protocol(p) for p in data_files(uri, storage_options)]
-            if fmt == "csv":
-                ddf = dd.read_csv(paths, storage_options=storage_options, **options)
-            else:
-                options.setdefault("blocksize", _JSON_BLOCKSIZE)
-                options.setdefault("orient", "records")
-                ddf = dd.read_json(paths, lines=True, storage_options=storage_options, **options)
+            ddf = read_text_files(fmt, paths, storage_options, options)
     except AdpError:
         raise
     except (OSError, ValueError, TypeError) as exc:

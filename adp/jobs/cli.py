@@ -13,7 +13,7 @@ from adp.jobs.spec import JobSpec
 
 
 @click.command("run")
-@click.argument("job", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("job", type=click.Path(path_type=Path))  # JobSpec.from_yaml names a bad file
 @click.option("--scheduler", metavar="ADDRESS", help="Scheduler address (overrides the spec).")
 @click.option(
     "--report", "report_path", type=click.Path(path_type=Path), help="Write the HTML report here."
@@ -24,12 +24,30 @@ def run(job: Path, scheduler: str | None, report_path: Path | None, progress: bo
     """Run the job spec JOB (YAML): fit, score, threshold, write, report."""
     from adp.jobs.console import run_and_report
 
-    spec = JobSpec.from_yaml(job)
+    spec = _spec_or_refusal(job)
     run_and_report(spec, scheduler=scheduler, report_path=report_path, progress=progress)
 
 
+def _spec_or_refusal(job: Path) -> JobSpec:
+    """The spec in ``job``; a spec that does not load or validate is a refused job, with
+    its one audit record."""
+    try:
+        return JobSpec.from_yaml(job)
+    except Exception as exc:
+        from adp.jobs.refusal import record_refusal
+        from adp.observe.audit import AuditLog
+
+        try:
+            log = AuditLog()
+        except Exception as audit_exc:  # a broken audit store: the spec's error stands
+            exc.add_note(f"its audit record could not be written: {audit_exc}")
+            raise exc from None
+        record_refusal(log, exc, resource=str(job.resolve()), source="cli")
+        raise
+
+
 @click.command("validate")
-@click.argument("job", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("job", type=click.Path(path_type=Path))  # JobSpec.from_yaml names a bad file
 @click.option(
     "--report", "report_path", type=click.Path(path_type=Path), help="Check this report path."
 )
@@ -102,7 +120,7 @@ def _client(spec: JobSpec, scheduler: str | None) -> Any:
 
 
 @click.command("search")
-@click.argument("job", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("job", type=click.Path(path_type=Path))  # JobSpec.from_yaml names a bad file
 @click.option("--scheduler", metavar="ADDRESS", help="Scheduler address (overrides the spec).")
 @click.option("--json", "as_json", is_flag=True, help="Print the leaderboard as JSON lines.")
 @fail_cleanly
@@ -117,10 +135,17 @@ def search(job: Path, scheduler: str | None, as_json: bool) -> None:
     from adp.jobs.preflight import preflight, with_io_timeouts
     from adp.jobs.search import run_search_job
 
-    spec = JobSpec.from_yaml(job)
+    spec = _spec_or_refusal(job)
     if spec.search is None:
         raise click.UsageError(f"{job} has no 'search:' section")
-    preflight(spec)
+    try:
+        preflight(spec)
+    except Exception as exc:  # a refused job: one audit record, no cluster
+        from adp.jobs.refusal import record_refusal
+        from adp.observe.audit import AuditLog
+
+        record_refusal(AuditLog(), exc, resource=spec.source.uri, name=spec.name)
+        raise
     spec = with_io_timeouts(spec)
     console = Console(stderr=as_json)
     with _client(spec, scheduler) as client:

@@ -1,7 +1,8 @@
 """Running a job from a terminal: pre-flight checks, progress bars, then the report and the
 printed summary.
 
-The pre-flight (:func:`adp.jobs.preflight.preflight`) runs before any cluster starts, so
+The pre-flight (:func:`adp.jobs.preflight.preflight`) runs, once, in
+:func:`adp.jobs.runner.run_job` before any cluster starts, so
 a misspelt detector, a missing column or a dead endpoint fails in about a second. An
 error that is not ADP's own (a parser error in a CSV cell, a full disk) is translated into
 one line naming the source or output (:func:`job_error`). A report that fails after the
@@ -16,26 +17,12 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from adp.clitools import MESSAGE_LIMIT, debug_enabled, translate_error
-from adp.errors import AdpError, one_line
+from adp.clitools import MESSAGE_LIMIT, debug_enabled
+from adp.errors import one_line
 from adp.jobs.preflight import report_target
+from adp.jobs.refusal import job_error
 from adp.jobs.runner import JobResult, run_job
 from adp.jobs.spec import JobSpec
-
-#: Errors raised while reading data (the source is named); others name the output.
-_READ_ERRORS = ("ParserError", "ArrowInvalid", "ArrowIOError", "ArrowException")
-
-
-def job_error(exc: BaseException, spec: JobSpec) -> AdpError:
-    """An ADP error for ``exc`` raised by ``spec``'s job: ADP's own errors unchanged, a
-    parser error naming the source, a file system error naming its file or the output."""
-    if isinstance(exc, AdpError):
-        return exc
-    reading = type(exc).__name__ in _READ_ERRORS or "pd.read_csv" in str(exc)
-    if reading:
-        return translate_error(exc, spec.source.uri)
-    where = spec.output.uri if spec.output is not None else spec.source.uri
-    return translate_error(exc, where)
 
 
 def run_and_report(
@@ -61,7 +48,7 @@ def run_and_report(
     progress : bool
         Show a progress bar per stage.
     check : bool, default True
-        Run the pre-flight checks first.
+        Run the pre-flight checks first (in :func:`~adp.jobs.runner.run_job`, once).
 
     Raises
     ------
@@ -70,24 +57,29 @@ def run_and_report(
         A report that cannot be written after the output was committed is not an error:
         a warning is printed on standard error and ``report_path`` stays None.
     """
-    from adp.jobs.preflight import preflight, with_io_timeouts
+    from adp.jobs.preflight import with_io_timeouts
     from adp.jobs.report import write_report
     from adp.jobs.summary import print_summary
 
     target = report_target(spec, report_path)
-    if check:
-        preflight(spec, report_path=target)
-    spec = with_io_timeouts(spec)
     console = Console(stderr=False)
     try:
+        # run_job runs the pre-flight (and audits a refusal) before any cluster starts
         result = run_job(
-            spec, scheduler=scheduler, show_progress=progress, console=console, origin="cli"
+            spec,
+            scheduler=scheduler,
+            show_progress=progress,
+            console=console,
+            origin="cli",
+            check=check,
+            report_path=target,
         )
     except Exception as exc:
         translated = job_error(exc, spec)
         if translated is exc:
             raise
         raise translated from exc
+    spec = with_io_timeouts(spec)
     if target is not None:
         try:
             result.report_path = str(write_report(result, target, spec.report, output=spec.output))

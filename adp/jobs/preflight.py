@@ -13,8 +13,11 @@ file, column or endpoint:
    column the spec names (``features``, ``exclude``, ``key``, ``columns``,
    ``evaluate.label`` / ``kind``, ``report.time`` / ``group``, ``search.label``) exists,
    and named features are numeric;
-3. the output: a folder whose nearest existing ancestor is a writable folder (not a
-   file), an S3 bucket that exists (ADP never creates one), or a database that answers;
+3. the output: not the source, not inside it and not holding it, nor ``.``, a home or a
+   root (:func:`adp.io.guard.check_output_against_sources`); a folder whose nearest
+   existing ancestor is a writable folder (not a file) and that holds no data its
+   ``mode`` forbids replacing, an S3 bucket that exists (ADP never creates one), or a
+   database that answers;
 4. the report path: a file in a writable folder.
 
 Every remote call uses ADP's connect and read timeouts and bounded retries
@@ -39,8 +42,15 @@ from adp.errors import (
     SpecError,
     bounded,
 )
+from adp.io.guard import check_output_against_sources
 from adp.io.s3 import S3_PROTOCOLS, endpoint_of, remote_errors, with_timeouts
-from adp.jobs.source_check import filesystem, numeric_columns, ping, source_columns
+from adp.jobs.source_check import (
+    filesystem,
+    numeric_columns,
+    ping,
+    source_columns,
+    sql_engine,
+)
 from adp.jobs.spec import JobSpec, OutputSpec
 from adp.paths import (
     check_allowed,
@@ -121,6 +131,12 @@ def preflight(spec: JobSpec, *, report_path: str | Path | None = None) -> Checke
         check_columns(spec, columns)
         done.checks.append("every column the spec names is in the source")
     if spec.output is not None:
+        check_output_against_sources(
+            spec.output.uri,
+            [spec.source],
+            table=spec.output.table,
+            storage_options=spec.output.storage_options,
+        )
         done.checks.append(check_output(spec.output))
     target = report_target(spec, report_path)
     if target is not None:
@@ -263,7 +279,8 @@ def check_columns(spec: JobSpec, columns: Sequence[str]) -> None:
 def check_output(output: OutputSpec) -> str:
     """Check that ``output`` can be written: a writable local folder, an existing S3
     bucket, or a database that answers. Returns a line for the report."""
-    from adp.db import check_identifier, engine_for, is_sql_url, parse_url, safe_url
+    from adp.db import check_identifier, is_sql_url, parse_url, safe_url
+    from adp.io.staging import check_target
 
     if output.table is not None or is_sql_url(output.uri):
         if output.table is None:
@@ -277,12 +294,14 @@ def check_output(output: OutputSpec) -> str:
         if sqlite_file and not Path(database).exists():  # connecting would create it
             _check_writable_folder(Path(database).parent, "the folder of output.uri")
             return f"output table {output.table} in a new {safe_url(output.uri)}"
-        ping(engine_for(output.uri), output.uri)
+        ping(sql_engine(output.uri, "output.uri"), output.uri)
         return f"output table {output.table} in {safe_url(output.uri)}"
     check_allowed(output.uri)
     check_storage_options(output.storage_options)
     if is_local(output.uri):
         _check_writable_folder(local_path(output.uri), "output.uri")
+        if output.mode != "upsert":  # the spec allows upsert only for tables
+            check_target(output.uri, output.mode, output.storage_options)
         return f"output folder {output.uri} is writable"
     options = with_timeouts(output.uri, output.storage_options)
     protocol = protocol_of(output.uri)

@@ -1,5 +1,8 @@
 """Running a job spec end to end on a Dask cluster.
 
+Before connecting to any cluster, :func:`run_job` runs the pre-flight
+(:mod:`adp.jobs.preflight`, what ``adp validate`` checks) and the sink's own check; a job
+refused there leaves one audit record (:mod:`adp.jobs.refusal`) and starts nothing.
 The job opens its source (:mod:`adp.jobs.opening`), fits the detector (or loads a
 registered one) and runs the one score path of notebooks and streams,
 :func:`adp.detect.detection.run_detection`, with the output's sink
@@ -53,7 +56,9 @@ from adp.io.sinks import Sink, WrittenPart, manifest_for, sink_for
 from adp.jobs.evaluation import Evaluation, evaluate_partition
 from adp.jobs.interrupts import InterruptGuard, cancel_job_work, quiet_cancelled_gathers
 from adp.jobs.opening import open_source
+from adp.jobs.preflight import preflight, with_io_timeouts
 from adp.jobs.progress import compute_with_progress
+from adp.jobs.refusal import job_error, record_refusal
 from adp.jobs.spec import JobSpec, OutputSpec, SourceSpec
 from adp.observe.audit import AuditLog, audited, close_orphaned_jobs
 from adp.observe.events import report_client
@@ -118,12 +123,17 @@ def _sink(spec: JobSpec) -> Sink:
     )
 
 
-def _build_detector(spec: JobSpec) -> BaseDetector:
+def _check_detector_section(spec: JobSpec) -> None:
     if spec.detector is None:
         raise SpecError(
             "the job spec has no 'detector' section: add one (name with params, or a "
             "registered model name@version) to run a score job"
         )
+
+
+def _build_detector(spec: JobSpec) -> BaseDetector:
+    _check_detector_section(spec)
+    assert spec.detector is not None
     if spec.detector.model is not None:
         from adp.models import load_detector
 
@@ -168,8 +178,15 @@ def run_job(
     console: Console | None = None,
     audit_log: AuditLog | None = None,
     origin: str = "api",
+    check: bool = True,
+    report_path: str | None = None,
 ) -> JobResult:
     """Run a job spec: fit, score every partition, threshold globally, write atomically.
+
+    Before connecting to any cluster, the job is checked as ``adp validate`` checks it
+    (:func:`adp.jobs.preflight.preflight`) and its output is checked by its sink. A job
+    refused there leaves exactly one audit record (``job.refused``, outcome ``failure``,
+    the one-line error as its reason) and starts no cluster.
 
     Parameters
     ----------
@@ -187,6 +204,11 @@ def run_job(
         Where the job's audit records go; default the configured ``adp.audit.url``.
     origin : str
         Who started the job, for the audit trail (``"cli"`` or ``"api"``).
+    check : bool, default True
+        Run the pre-flight checks first (False only when the caller just ran them).
+    report_path : str, optional
+        The report file the caller will write, checked by the pre-flight; default the
+        spec's own ``report`` section.
 
     Returns
     -------
@@ -194,6 +216,8 @@ def run_job(
 
     Raises
     ------
+    adp.errors.AdpError
+        Any pre-flight refusal (see :func:`adp.jobs.preflight.preflight`).
     adp.errors.SpecError
         When the spec has no ``output`` or no ``detector`` section.
     adp.errors.OutputExistsError
@@ -204,9 +228,18 @@ def run_job(
     """
     log = audit_log or AuditLog()
     close_orphaned_jobs(log, source=origin)  # jobs whose client died without an outcome
-    output = _output(spec)
-    sink = _sink(spec)
-    sink.check()
+    try:
+        output = _output(spec)
+        _check_detector_section(spec)
+        if check:
+            preflight(spec, report_path=report_path)
+        spec = with_io_timeouts(spec)
+        sink = _sink(spec)
+        sink.check()
+    except Exception as exc:
+        reason = job_error(exc, spec)
+        record_refusal(log, reason, resource=spec.source.uri, name=spec.name, source=origin)
+        raise
     job_id = uuid.uuid4().hex
     owner = process_owner().to_dict()
     with InterruptGuard() as guard:

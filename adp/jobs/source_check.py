@@ -19,7 +19,7 @@ from typing import Any
 import fsspec
 
 from adp.config import settings
-from adp.errors import AdpError, DataError, SourceError, bounded
+from adp.errors import AdpError, ConfigError, DataError, SourceError, bounded
 from adp.io.s3 import S3_PROTOCOLS, remote_errors, with_timeouts
 from adp.jobs.spec import SourceSpec
 from adp.paths import check_allowed, check_storage_options, protocol_of
@@ -174,9 +174,9 @@ def _json_columns(fs: Any, file: str) -> list[str]:
 def _sql_columns(source: SourceSpec) -> list[str] | None:
     import sqlalchemy as sa
 
-    from adp.db import connect_error, engine_for, safe_url
+    from adp.db import connect_error, safe_url
 
-    engine = engine_for(source.uri)
+    engine = sql_engine(source.uri, "source.uri")
     ping(engine, source.uri)
     table = source.options.get("table")
     if not isinstance(table, str):
@@ -194,6 +194,25 @@ def _sql_columns(source: SourceSpec) -> list[str] | None:
     except sa.exc.SQLAlchemyError as exc:
         raise connect_error(source.uri, exc) from None
     return columns
+
+
+def sql_engine(url: str, field: str) -> Any:
+    """The engine of database ``url`` (:func:`adp.db.engine_for`); a driver that is not
+    installed or a URL SQLAlchemy cannot use is a :class:`~adp.errors.ConfigError` naming
+    ``field`` and the driver."""
+    import sqlalchemy as sa
+
+    from adp.db import engine_for, safe_url
+
+    try:
+        return engine_for(url)
+    except (sa.exc.NoSuchModuleError, sa.exc.ArgumentError, ImportError) as exc:
+        driver = url.split("://", 1)[0]
+        raise ConfigError(
+            f"{field} {safe_url(url)} names database driver {driver!r}, which SQLAlchemy "
+            f"cannot load ({type(exc).__name__}): install its package or fix the URL, such "
+            "as postgresql+psycopg://host/db or sqlite:///file.db"
+        ) from None
 
 
 def ping(engine: Any, url: str) -> None:
@@ -224,4 +243,4 @@ def numeric_columns(columns: Iterable[str]) -> dict[str, bool] | None:
     return None
 
 
-__all__ = ["filesystem", "numeric_columns", "ping", "source_columns"]
+__all__ = ["filesystem", "numeric_columns", "ping", "source_columns", "sql_engine"]

@@ -98,7 +98,7 @@ class SourceSpec(_Spec):
     """Where the data is and which columns play which part."""
 
     uri: str
-    format: str | None = None
+    format: Literal["parquet", "csv", "json", "sql", "netcdf", "zarr"] | None = None
     features: list[str] | None = None
     exclude: list[str] = Field(default_factory=list)
     key: list[str] = Field(default_factory=list)
@@ -118,6 +118,8 @@ class SourceSpec(_Spec):
     @field_validator("features")
     @classmethod
     def _unique_features(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("names no columns: list the feature columns, or leave it out")
         return _no_duplicates(value, "features")
 
     @field_validator("key")
@@ -307,9 +309,14 @@ class JobSpec(_Spec):
         """Read and validate a YAML job spec (with ``yaml.safe_load``)."""
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise SpecError(f"cannot read job spec {str(path)!r}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise SpecError(
+                f"job spec {str(path)!r} is not UTF-8 text (byte {exc.start}): save it as "
+                "UTF-8 YAML"
+            ) from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:

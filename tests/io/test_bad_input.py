@@ -379,3 +379,73 @@ def test_duplicate_keys_are_refused_before_the_target_changes(client, tmp_path):
     with pytest.raises(DataError, match=r"key \['id'\] is not unique.*occurs 2 times"):
         write_table(twice, url, "scores", key=["id"], mode="upsert")
     assert "scores" not in _tables(url)
+
+
+# -- per-file naming of CSV and JSON-lines errors; bounded column lists --------------------
+
+
+def _csv_folder(tmp_path, bad_row: str) -> str:
+    folder = tmp_path / "csvs"
+    folder.mkdir()
+    rows = "\n".join(f"{i},{i * 0.5}" for i in range(20_000))  # past dask's 256 kB sample
+    (folder / "a.csv").write_text("id,x\n" + rows + "\n")
+    (folder / "b.csv").write_text("id,x\n" + rows + "\n" + bad_row + "\n")
+    return str(folder)
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "expected"),
+    [
+        ("20000,abc", r"CSV file '[^']*b\.csv': column 'x' is numeric .* such as 'abc'"),
+        ("20000,1.0,7,8", r"cannot parse CSV file '[^']*b\.csv': .*Expected 2 fields"),
+    ],
+    ids=["non-numeric-cell", "extra-field"],
+)
+def test_csv_cell_errors_name_the_file(client, tmp_path, bad_row, expected):
+    ddf = adp.read(_csv_folder(tmp_path, bad_row))
+    with pytest.raises(DataError, match=expected) as err:
+        ddf.compute()
+    assert "a.csv" not in str(err.value)
+
+
+def test_csv_error_in_the_first_rows_names_the_file_at_once(tmp_path):
+    (tmp_path / "good.csv").write_text("id,x\n1,0.5\n2,0.7\n")
+    (tmp_path / "bad.csv").write_text("id,x\n1,0.5\n2,0.7,9,9\n")
+    with pytest.raises(DataError, match=r"bad\.csv"):
+        adp.read(str(tmp_path / "*.csv"))
+
+
+def test_json_lines_errors_name_the_file(client, tmp_path):
+    lines = "\n".join(f'{{"id": {i}, "x": {i * 0.5}}}' for i in range(50))
+    (tmp_path / "a.jsonl").write_text(lines + "\n")
+    (tmp_path / "b.jsonl").write_text(lines + '\n{"id": 50, "x": \n')
+    with pytest.raises(DataError, match=r"JSON-lines file '[^']*b\.jsonl'"):
+        adp.read(str(tmp_path / "*.jsonl")).compute()
+
+
+def test_csv_files_read_one_reader_each_keep_every_row(client, tmp_path):
+    ddf = adp.read(_csv_folder(tmp_path, "20000,2.5"))
+    assert ddf.npartitions >= 2
+    frame = ddf.compute()
+    assert len(frame) == 40_001 and frame["x"].dtype == np.float64
+
+
+def test_feature_errors_print_bounded_lists():
+    from adp.detect.features import feature_matrix, resolve_features
+
+    wide = pd.DataFrame({f"c{i}": [1.0] for i in range(300)}).assign(s="a")
+    ddf = dd.from_pandas(wide, npartitions=1)
+    with pytest.raises(DataError) as err:
+        resolve_features(ddf, features=[f"f{i}" for i in range(100_000)])
+    assert "... and 99990 more" in str(err.value) and "... and 291 more" in str(err.value)
+    assert len(str(err.value)) < 500
+    with pytest.raises(DataError, match=r"not: \['s'\]") as err:
+        resolve_features(ddf, features=["c0", "s"])
+    empty = dd.from_pandas(pd.DataFrame({f"s{i}": ["a"] for i in range(300)}), npartitions=1)
+    with pytest.raises(DataError, match="no numeric feature") as err:
+        resolve_features(empty)
+    assert len(str(err.value)) < 500
+    nan = pd.DataFrame({f"c{i}": [np.nan] for i in range(3000)})
+    with pytest.raises(DataError, match=r"\{'c0': 1, .* and 2990 more\}") as err:
+        feature_matrix(nan, list(nan.columns))
+    assert len(str(err.value)) < 500
