@@ -87,6 +87,8 @@ def translate_error(exc: BaseException, where: str | None = None) -> AdpError:
     """
     if isinstance(exc, AdpError):
         return exc
+    if type(exc).__name__ == "KilledWorker":
+        return _killed_worker(exc)
     at = _where(exc, where)
     name = type(exc).__name__
     reason = one_line(getattr(exc, "strerror", None) or str(exc), 200)
@@ -118,6 +120,22 @@ def translate_error(exc: BaseException, where: str | None = None) -> AdpError:
     return AdpError(
         f"unexpected {name}{' at' + at if at else ''}: {reason} (run 'adp --debug ...' "
         "for the traceback)"
+    )
+
+
+def _killed_worker(exc: BaseException) -> AdpError:
+    """distributed's ``KilledWorker(key, last_worker, allowed_failures)``: the partition
+    (the key's index) whose task killed every worker that ran it."""
+    key = getattr(exc, "task", None) or (exc.args[0] if exc.args else None)
+    tries = getattr(exc, "allowed_failures", None)
+    times = f"{tries + 1} times" if isinstance(tries, int) else "repeatedly"
+    if isinstance(key, tuple) and len(key) > 1 and isinstance(key[-1], int):
+        what = f"partition {key[-1]} (task {one_line(str(key[0]), 80)!r})"
+    else:
+        what = f"task {one_line(str(key), 80)!r}"
+    return DataError(
+        f"{what} killed the worker running it {times}: it may need more memory than a "
+        "worker has (split that partition, or raise cluster.memory_limit); nothing was written"
     )
 
 

@@ -19,6 +19,7 @@ from adp.clitools import LazyGroup
         "search": "adp.bench.model_search:search",
         "selection": "adp.bench.model_search:selection",
         "plugins": "adp.bench.plugin_overhead:plugins",
+        "chaos": "adp.bench.chaos:chaos",
     },
 )
 def bench() -> None:

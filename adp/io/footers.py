@@ -14,7 +14,7 @@ import fsspec
 import pyarrow.parquet as pq
 from dask.delayed import Delayed
 
-from adp.errors import DataError
+from adp.errors import AdpError, DataError
 
 _BATCH = 32
 
@@ -171,8 +171,14 @@ def check_rows(path: str, decoded: int, promised: int) -> None:
         )
 
 
-def undecodable(path: str, exc: BaseException) -> DataError:
-    """The error for a data file whose pages cannot be decoded, naming it (one line)."""
+def undecodable(path: str, exc: BaseException) -> AdpError:
+    """The error for a data file whose pages cannot be decoded, naming it (one line); a
+    store that cannot be reached or refuses access is named as such, not the file."""
+    from adp.io.s3 import describe_remote_error
+
+    remote = describe_remote_error(exc, path, None, "read")
+    if remote is not None:
+        return remote
     reason = (str(exc).strip().splitlines() or [""])[0][:300]
     return DataError(
         f"Parquet file {path!r} cannot be decoded ({type(exc).__name__}: {reason}): its data "
