@@ -54,7 +54,12 @@ from adp.errors import SpecError
 from adp.io.profile import DataProfile, profile
 from adp.io.sinks import Sink, WrittenPart, manifest_for, sink_for
 from adp.jobs.evaluation import Evaluation, evaluate_partition
-from adp.jobs.interrupts import InterruptGuard, cancel_job_work, quiet_cancelled_gathers
+from adp.jobs.interrupts import (
+    InterruptGuard,
+    JobInterrupted,
+    cancel_job_work,
+    quiet_cancelled_gathers,
+)
 from adp.jobs.opening import open_source
 from adp.jobs.preflight import preflight, with_io_timeouts
 from adp.jobs.progress import compute_with_progress
@@ -252,38 +257,68 @@ def run_job(
             details={"name": spec.name, "output": output.uri, "owner": owner},
             source=origin,
         )
-        with _client_for(spec, scheduler, client) as c:
-            quiet_cancelled_gathers(c)
-            report_client(c, jobs_started=1)
-            try:
-                with (
-                    audited(
-                        log,
-                        "job.run",
-                        action="run",
-                        resource=spec.source.uri,
-                        job_id=job_id,
-                        details={"name": spec.name, "owner": owner},
-                        source=origin,
-                        client=c,
-                    ),
-                    lost_scheduler_is_an_error(c),
-                ):
-                    result = _execute(
-                        spec, sink, c, audit, show_progress=show_progress, console=console
-                    )
-            except BaseException as exc:
-                if not scheduler_lost(c, exc):  # else it would wait out the reconnection
-                    report_client(c, jobs_failed=1)
-                raise
-            report_client(
-                c,
-                jobs_finished=1,
-                rows_read=result.rows,
-                fit_seconds=result.stage_seconds.get("fit", 0.0),
-                anomalies_flagged=result.anomalies,
-            )
+        running = False  # whether job.run's own records (started, outcome) are written
+        try:
+            with _client_for(spec, scheduler, client) as c:
+                quiet_cancelled_gathers(c)
+                report_client(c, jobs_started=1)
+                try:
+                    running = True
+                    with (
+                        audited(
+                            log,
+                            "job.run",
+                            action="run",
+                            resource=spec.source.uri,
+                            job_id=job_id,
+                            details={"name": spec.name, "owner": owner},
+                            source=origin,
+                            client=c,
+                        ),
+                        lost_scheduler_is_an_error(c),
+                    ):
+                        result = _execute(
+                            spec, sink, c, audit, show_progress=show_progress, console=console
+                        )
+                except BaseException as exc:
+                    if not scheduler_lost(c, exc):  # else it would wait out the reconnection
+                        report_client(c, jobs_failed=1)
+                    raise
+                report_client(
+                    c,
+                    jobs_finished=1,
+                    rows_read=result.rows,
+                    fit_seconds=result.stage_seconds.get("fit", 0.0),
+                    anomalies_flagged=result.anomalies,
+                )
+        except JobInterrupted as exc:
+            if not running:  # stopped while its cluster started: close the job truthfully
+                _record_early_interrupt(log, exc, spec, job_id, owner, origin)
+            raise
     return result
+
+
+def _record_early_interrupt(
+    log: AuditLog,
+    exc: JobInterrupted,
+    spec: JobSpec,
+    job_id: str,
+    owner: dict[str, Any],
+    origin: str,
+) -> None:
+    """The ``interrupted`` outcome of a job stopped after ``job.submit`` but before its
+    ``job.run`` records began (while its cluster was starting): no scheduler counted it."""
+    name = str(getattr(exc, "signal_name", "SIGINT"))
+    log.append(
+        "job.run",
+        action="run",
+        resource=spec.source.uri,
+        outcome="interrupted",
+        reason=str(exc) or f"interrupted by {name}",
+        job_id=job_id,
+        details={"name": spec.name, "owner": owner, "signal": name, "stage": "cluster start"},
+        source=origin,
+    )
 
 
 @contextlib.contextmanager

@@ -364,3 +364,26 @@ def test_a_sigkilled_client_is_closed_in_the_audit_trail(
         assert closing[0].details_data()["started_seq"] == orphan.seq
         assert close_orphaned_jobs(log) == 0
         assert log.verify().ok
+
+
+def test_a_signal_while_the_cluster_starts_still_closes_the_job(
+    lake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adp.jobs import runner
+    from adp.jobs.spec import JobSpec
+
+    def starting(*args, **kwargs):
+        raise JobInterrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(runner, "_client_for", starting)
+    spec = yaml.safe_load(_job(tmp_path, lake, tmp_path / "out").read_text())
+    with AuditLog(f"sqlite:///{tmp_path / 'audit.db'}", state_dir=tmp_path / "state") as log:
+        with pytest.raises(JobInterrupted):
+            runner.run_job(JobSpec.from_dict(spec), audit_log=log, show_progress=False)
+        records = log.records()
+    submitted = [r for r in records if r.event_type == "job.submit"]
+    closed = [r for r in records if r.event_type == "job.run"]
+    assert len(submitted) == 1 and len(closed) == 1
+    assert closed[0].job_id == submitted[0].job_id
+    assert closed[0].outcome == "interrupted" and "SIGTERM" in (closed[0].reason or "")
+    assert not (tmp_path / "out").exists()
