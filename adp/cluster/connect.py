@@ -3,6 +3,7 @@ local cluster of worker processes."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -59,6 +60,8 @@ def connect(address: str | None = None, **local_cluster_kwargs: Any) -> Client:
         "memory_limit": cfg.memory_limit,
         "dashboard_address": cfg.dashboard_address,
         "processes": True,
+        # a failed task is the job's one error line, not the workers' warning logs too
+        "silence_logs": logging.ERROR,
     }
     options.update(local_cluster_kwargs)
     install_plugins = bool(options.pop("install_plugins", cfg.install_plugins))

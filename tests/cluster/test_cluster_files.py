@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import pytest
 import yaml
 
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
@@ -36,16 +37,20 @@ def test_alert_rules_use_adp_metric_names() -> None:
         assert "adp_" in rule["expr"] and "_total" in rule["expr"]
 
 
-def test_local_workers_and_pods_keep_freed_memory_for_reuse(client) -> None:
+@pytest.mark.slow
+def test_local_workers_and_pods_keep_freed_memory_for_reuse() -> None:
     # adp.connect starts its workers with adp.cluster.worker-environ over distributed's
     # pre-spawn environment (which must still apply), and the pods' config says the same.
+    # A cluster of its own: the session's may have replaced workers since it started.
     import os
 
+    import adp
     from adp.config import settings
 
     wanted = settings().cluster.worker_environ
     assert wanted["MALLOC_TRIM_THRESHOLD_"] == str(1 << 30)
-    seen = client.run(lambda: {k: os.environ.get(k) for k in (*wanted, "OMP_NUM_THREADS")})
+    with adp.connect(n_workers=1, dashboard_address="127.0.0.1:0") as client:
+        seen = client.run(lambda: {k: os.environ.get(k) for k in (*wanted, "OMP_NUM_THREADS")})
     for environ in seen.values():
         assert environ == {**wanted, "OMP_NUM_THREADS": "1"}
     config = yaml.safe_load((CLUSTER / "dask.yaml").read_text())

@@ -106,7 +106,8 @@ def test_search_job_fits_the_missing_policy_into_the_registered_winner(client, l
     assert len(scores) == len(frame) and np.isfinite(scores).all()  # NaN rows imputed
 
 
-def test_adp_search_command(client, labelled, tmp_path):
+@pytest.mark.slow
+def test_adp_search_command(labelled, tmp_path):
     from adp.jobs.cli import search
 
     lake = _lake(tmp_path, labelled)
@@ -118,9 +119,8 @@ def test_adp_search_command(client, labelled, tmp_path):
     }
     runner = CliRunner()
     with dask.config.set(config):
-        result = runner.invoke(
-            search, [str(job), "--scheduler", client.scheduler.address, "--json"]
-        )
+        # its own LocalCluster (the spec's cluster section), as a user's `adp search` starts
+        result = runner.invoke(search, [str(job), "--json"])
         assert result.exit_code == 0, result.output
         rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
         assert len(rows) == 4 and rows[0]["status"] == "ok"
@@ -130,7 +130,7 @@ def test_adp_search_command(client, labelled, tmp_path):
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_spec(lake, metric="accuracy")))
-    failed = runner.invoke(search, [str(bad), "--scheduler", client.scheduler.address])
+    failed = runner.invoke(search, [str(bad)])  # refused before any cluster starts
     assert failed.exit_code == 1 and "not a labelled metric" in failed.output
 
 
