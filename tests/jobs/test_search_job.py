@@ -107,31 +107,52 @@ def test_search_job_fits_the_missing_policy_into_the_registered_winner(client, l
 
 
 @pytest.mark.slow
-def test_adp_search_command(labelled, tmp_path):
-    from adp.jobs.cli import search
+def test_adp_search_command(client, labelled, tmp_path):
+    # A separate process, as a user runs it, against the session's scheduler.
+    import os
+    import subprocess
+    import sys
 
     lake = _lake(tmp_path, labelled)
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(_spec(lake, register={"name": "from-cli"})))
-    config = {
-        "adp.models.url": f"sqlite:///{tmp_path / 'cli.db'}",
-        "adp.models.store": str(tmp_path / "store"),
+    env = {
+        **os.environ,
+        "DASK_ADP__MODELS__URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "DASK_ADP__MODELS__STORE": str(tmp_path / "store"),
     }
-    runner = CliRunner()
-    with dask.config.set(config):
-        # its own LocalCluster (the spec's cluster section), as a user's `adp search` starts
-        result = runner.invoke(search, [str(job), "--json"])
-        assert result.exit_code == 0, result.output
-        rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-        assert len(rows) == 4 and rows[0]["status"] == "ok"
+    command = [sys.executable, "-m", "adp.cli", "search"]
+    address = client.scheduler.address
+    done = subprocess.run(
+        [*command, str(job), "--scheduler", address, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 4 and rows[0]["status"] == "ok"
+    with dask.config.set(
+        {
+            "adp.models.url": env["DASK_ADP__MODELS__URL"],
+            "adp.models.store": str(tmp_path / "store"),
+        }
+    ):
         import adp
 
         assert [v.ref for v in adp.models.list()] == ["from-cli@1"]
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_spec(lake, metric="accuracy")))
-    failed = runner.invoke(search, [str(bad)])  # refused before any cluster starts
-    assert failed.exit_code == 1 and "not a labelled metric" in failed.output
+    failed = subprocess.run(
+        [*command, str(bad), "--scheduler", address],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert failed.returncode == 1 and "not a labelled metric" in failed.stderr
 
 
 def test_bench_search_runs_the_same_trials_both_ways(client):
