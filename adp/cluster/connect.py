@@ -4,6 +4,7 @@ local cluster of worker processes."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -73,12 +74,35 @@ def connect(address: str | None = None, **local_cluster_kwargs: Any) -> Client:
     # closes the cluster too. The nannies read pre-spawn-environ when they are created.
     with (
         dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
+        _process_environ(cfg.worker_environ),
         _workers_ignore_sigint(),
     ):
         client = Client(**options)
     if install_plugins:
         _install_plugins(client)
     return client
+
+
+@contextmanager
+def _process_environ(values: dict[str, Any]) -> Iterator[None]:
+    """``values`` in this process's environment while ADP's nannies spawn their workers.
+
+    distributed lets a variable already in the spawning process's environment override
+    ``distributed.nanny.pre-spawn-environ``, and every nanny writes its pre-spawn values
+    into that environment: after any cluster with distributed's defaults, ADP's
+    ``adp.cluster.worker-environ`` would silently stop applying. The previous values are
+    restored afterwards.
+    """
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update({key: str(value) for key, value in values.items()})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextmanager

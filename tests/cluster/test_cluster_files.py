@@ -41,17 +41,40 @@ def test_alert_rules_use_adp_metric_names() -> None:
 def test_local_workers_and_pods_keep_freed_memory_for_reuse() -> None:
     # adp.connect starts its workers with adp.cluster.worker-environ over distributed's
     # pre-spawn environment (which must still apply), and the pods' config says the same.
-    # A cluster of its own: the session's may have replaced workers since it started.
+    # In a fresh interpreter whose environment holds distributed's own default, as any
+    # process that started a cluster before does (nannies write their pre-spawn values
+    # into os.environ, and distributed lets the environment override the config).
+    import json
     import os
+    import subprocess
+    import sys
 
-    import adp
     from adp.config import settings
 
     wanted = settings().cluster.worker_environ
     assert wanted["MALLOC_TRIM_THRESHOLD_"] == str(1 << 30)
-    with adp.connect(n_workers=1, dashboard_address="127.0.0.1:0") as client:
-        seen = client.run(lambda: {k: os.environ.get(k) for k in (*wanted, "OMP_NUM_THREADS")})
-    for environ in seen.values():
+    code = (
+        "import json, os, adp\n"
+        "if __name__ == '__main__':\n"
+        "    keys = list(adp.settings().cluster.worker_environ) + ['OMP_NUM_THREADS']\n"
+        "    with adp.connect(n_workers=1, dashboard_address='127.0.0.1:0') as c:\n"
+        "        seen = c.run(lambda: {k: os.environ.get(k) for k in keys})\n"
+        "    print(json.dumps(list(seen.values())))\n"
+    )
+    script = CLUSTER.parent / ".pytest-worker-environ.py"
+    script.write_text(code)
+    try:
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"},
+        )
+    finally:
+        script.unlink()
+    assert done.returncode == 0, done.stderr
+    for environ in json.loads(done.stdout.strip().splitlines()[-1]):
         assert environ == {**wanted, "OMP_NUM_THREADS": "1"}
     config = yaml.safe_load((CLUSTER / "dask.yaml").read_text())
     pods = config["distributed"]["nanny"]["pre-spawn-environ"]
