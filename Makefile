@@ -28,13 +28,15 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check adp tests notebooks
 	$(BIN)/mypy adp
 
-# CI (CI=true) must run every test; the metrics tests need promtool and a Prometheus
-# server, which Debian's `prometheus` package provides. Developers without it get skips.
+# CI (CI=true) must run every test. The metrics tests need promtool and a Prometheus server
+# (Debian's `prometheus`); the web-page tests need a real browser (Debian's `chromium` and
+# `chromium-driver`, driven by Selenium). Developers without them get skips.
+CI_DEBS := prometheus chromium chromium-driver
 ci-deps:
-	@if [ "$$CI" = "true" ] && ! command -v promtool >/dev/null 2>&1; then \
-		echo "installing Debian's prometheus (promtool) for the metrics tests"; \
+	@if [ "$$CI" = "true" ] && ! { command -v promtool && command -v chromedriver; } >/dev/null 2>&1; then \
+		echo "installing Debian's $(CI_DEBS) for the metrics and web-page tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+		apt-get install -y -qq --no-install-recommends $(CI_DEBS) >/dev/null; \
 	fi
 
 test: lint ci-deps

@@ -12,7 +12,7 @@ from typing import Any
 
 import dask.config
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _DEFAULTS_FILE = Path(__file__).with_name("adp.yaml")
 
@@ -63,6 +63,17 @@ class IOSettings(_Section):
     connect_timeout: float = Field(3.0, alias="connect-timeout", gt=0)
     read_timeout: float = Field(4.0, alias="read-timeout", gt=0)
     retries: int = Field(1, ge=0, le=10)
+    heartbeat_seconds: float = Field(10.0, alias="heartbeat-seconds", gt=0)
+    stale_seconds: float = Field(120.0, alias="stale-seconds", gt=0)
+
+    @model_validator(mode="after")
+    def _stale_after_beats(self) -> IOSettings:
+        if self.stale_seconds <= 2 * self.heartbeat_seconds:
+            raise ValueError(
+                "adp.io.stale-seconds must exceed twice adp.io.heartbeat-seconds, "
+                "or live jobs would be taken for gone"
+            )
+        return self
 
 
 class AuditSettings(_Section):
@@ -80,6 +91,33 @@ class ModelSettings(_Section):
     store: str | None = None
 
 
+class AuthSettings(_Section):
+    algorithms: list[str] = Field(default_factory=lambda: ["HS256"], min_length=1)
+    audience: str = "adp"
+    issuer: str = "adp"
+    secret_file: Path | None = Field(None, alias="secret-file")
+    public_key: Path | None = Field(None, alias="public-key")
+    jwks_url: str | None = Field(None, alias="jwks-url")
+    leeway: float = Field(0.0, ge=0)
+
+
+class ServiceSettings(_Section):
+    url: str = "http://127.0.0.1:8642"
+    host: str = "127.0.0.1"
+    port: int = Field(8642, ge=0, le=65535)
+    database: str | None = None
+    scheduler: str | None = None
+    max_running: int = Field(2, alias="max-running", ge=1)
+    policy: Path | None = None
+    token: str | None = Field(None, repr=False)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+
+
+class RetentionSettings(_Section):
+    results_days: float | None = Field(None, alias="results-days", gt=0)
+    audit_days: float | None = Field(None, alias="audit-days", gt=0)
+
+
 class Settings(_Section):
     """A validated snapshot of the ``adp`` section of dask.config."""
 
@@ -91,6 +129,8 @@ class Settings(_Section):
     io: IOSettings = Field(default_factory=IOSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @field_validator("state_dir", mode="before")
     @classmethod
