@@ -23,6 +23,10 @@ from adp.clitools import LazyGroup
         "models": "adp.models.cli:models",
         "bench": "adp.bench.cli:bench",
         "clean": "adp.io.cli:clean",
+        "serve": "adp.service.cli:serve",
+        "submit": "adp.service.cli:submit",
+        "jobs": "adp.service.cli:jobs",
+        "token": "adp.service.cli:token",
     },
 )
 @click.version_option(package_name="adp")

@@ -77,6 +77,27 @@ class JobInterrupted(KeyboardInterrupt):
         super().__init__(f"interrupted by {self.signal_name}; {outcome}")
 
 
+class JobCancelled(KeyboardInterrupt):
+    """A job was cancelled by a person (through the service); its output is unchanged.
+
+    Like :class:`JobInterrupted` it is a :class:`KeyboardInterrupt`, so the runner stops it
+    the same way (futures cancelled, staging removed); its audit outcome is ``cancelled``.
+
+    Parameters
+    ----------
+    by : str
+        Who cancelled it.
+    """
+
+    outcome = "cancelled"
+    signal_name = "cancel"
+    exit_code = 130
+
+    def __init__(self, by: str) -> None:
+        self.by = by
+        super().__init__(f"cancelled by {by}; the output is unchanged")
+
+
 class InterruptGuard:
     """Turn SIGINT, SIGTERM and SIGHUP into :class:`JobInterrupted` while it is entered.
 

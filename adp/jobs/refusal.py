@@ -39,6 +39,8 @@ def record_refusal(
     resource: str,
     name: str | None = None,
     source: str = "cli",
+    identity: str | None = None,
+    job_id: str | None = None,
 ) -> None:
     """Append the one audit record of a job refused before it started: event
     ``job.refused``, action ``submit``, outcome ``failure``, and the one-line error (as
@@ -55,7 +57,11 @@ def record_refusal(
     name : str, optional
         The job's name, when the spec gave one.
     source : str, default "cli"
-        The component that refused it (``"cli"`` or ``"api"``).
+        The component that refused it (``"cli"``, ``"api"`` or ``"service"``).
+    identity : str, optional
+        Who submitted it (the verified caller); default the operating-system user.
+    job_id : str, optional
+        The job's id, when one was given to it (the service's).
 
     Notes
     -----
@@ -72,6 +78,8 @@ def record_refusal(
             reason=reason,
             details={"name": name, "error": type(error).__name__},
             source=source,
+            identity=identity,
+            job_id=job_id,
         )
     except Exception as exc:  # the audit store is broken: the refusal's error stands
         error.add_note(f"its audit record could not be written: {one_line(str(exc), 200)}")

@@ -34,7 +34,7 @@ import contextlib
 import functools
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,13 +46,10 @@ from rich.console import Console
 
 from adp.cluster import cluster_for
 from adp.cluster.lost import lost_scheduler_is_an_error, scheduler_lost
-from adp.detect.base import BaseDetector
 from adp.detect.detection import run_detection
-from adp.detect.detector import create_detector
-from adp.detect.threshold import Threshold, from_spec
-from adp.errors import SpecError
 from adp.io.profile import DataProfile, profile
-from adp.io.sinks import Sink, WrittenPart, manifest_for, sink_for
+from adp.io.sinks import Sink, WrittenPart, manifest_for
+from adp.jobs.building import build_detector, job_output, job_sink, job_threshold, require_detector
 from adp.jobs.evaluation import Evaluation, evaluate_partition
 from adp.jobs.interrupts import (
     InterruptGuard,
@@ -62,38 +59,14 @@ from adp.jobs.interrupts import (
 )
 from adp.jobs.opening import open_source
 from adp.jobs.preflight import preflight, with_io_timeouts
-from adp.jobs.progress import compute_with_progress
+from adp.jobs.progress import ProgressCallback, StopCheck, compute_with_progress
 from adp.jobs.refusal import job_error, record_refusal
-from adp.jobs.spec import JobSpec, OutputSpec, SourceSpec
+from adp.jobs.result import JobResult
+from adp.jobs.spec import JobSpec
 from adp.observe.audit import AuditLog, audited, close_orphaned_jobs
 from adp.observe.events import report_client
 from adp.observe.orphans import process_owner
 from adp.redact import redact_url
-
-
-@dataclass
-class JobResult:
-    """What a finished job did; printed as the summary and rendered in the report."""
-
-    name: str
-    output_uri: str
-    rows: int
-    partitions: int
-    workers: int
-    anomalies: int
-    threshold: float
-    detector: str
-    features: list[str]
-    fit_rows: int
-    wall_seconds: float
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    evaluation: Evaluation | None = None
-    profile: DataProfile | None = None
-    report_path: str | None = None
-
-    @property
-    def anomaly_share(self) -> float:
-        return self.anomalies / self.rows if self.rows else 0.0
 
 
 def _client_for(spec: JobSpec, scheduler: str | None, client: Client | None) -> Any:
@@ -104,74 +77,6 @@ def _client_for(spec: JobSpec, scheduler: str | None, client: Client | None) -> 
         threads_per_worker=spec.cluster.threads_per_worker,
         memory_limit=spec.cluster.memory_limit,
     )
-
-
-def _output(spec: JobSpec) -> OutputSpec:
-    if spec.output is None:
-        raise SpecError(
-            "the job spec has no 'output' section: add one (a folder uri, or a database url "
-            "with table) to run a score job"
-        )
-    return spec.output
-
-
-def _sink(spec: JobSpec) -> Sink:
-    """The sink of the spec's output section (checked before any work)."""
-    output = _output(spec)
-    return sink_for(
-        output.uri,
-        table=output.table,
-        mode=output.mode,
-        storage_options=output.storage_options,
-        key=spec.source.key,
-        sources=[spec.source],
-    )
-
-
-def _check_detector_section(spec: JobSpec) -> None:
-    if spec.detector is None:
-        raise SpecError(
-            "the job spec has no 'detector' section: add one (name with params, or a "
-            "registered model name@version) to run a score job"
-        )
-
-
-def _build_detector(spec: JobSpec) -> BaseDetector:
-    _check_detector_section(spec)
-    assert spec.detector is not None
-    if spec.detector.model is not None:
-        from adp.models import load_detector
-
-        detector: BaseDetector = load_detector(spec.detector.model)
-        _check_missing_policy(spec.source, spec.detector.model, detector)
-        return detector
-    if spec.detector.name is None:  # the spec's validator requires name or model
-        raise SpecError("detector: give 'name' (with 'params') or 'model'")
-    return create_detector(spec.detector.name, **spec.detector.params)
-
-
-def _check_missing_policy(source: SourceSpec, ref: str, detector: BaseDetector) -> None:
-    """A registered model scores with its fitted missing policy; refuse a spec that
-    explicitly asks for another one."""
-    fitted = getattr(detector, "missing_", "fail")
-    if "missing" in source.model_fields_set and source.missing != fitted:
-        raise SpecError(
-            f"source.missing is {source.missing!r} but model {ref!r} was fitted with "
-            f"missing={fitted!r}, which it applies when scoring; remove source.missing or "
-            "set it to the model's policy"
-        )
-
-
-def _threshold(spec: JobSpec) -> Threshold | float | str | None:
-    """The spec's threshold section as the ``threshold`` argument of detection."""
-    t = spec.threshold
-    if t.score is not None:
-        return float(t.score)
-    if isinstance(t.contamination, str):
-        return t.contamination  # "auto"
-    if t.contamination is not None:
-        return from_spec(contamination=t.contamination)
-    return None  # the detector's own contamination
 
 
 def run_job(
@@ -185,6 +90,11 @@ def run_job(
     origin: str = "api",
     check: bool = True,
     report_path: str | None = None,
+    identity: str | None = None,
+    job_id: str | None = None,
+    progress: ProgressCallback | None = None,
+    stop_check: StopCheck | None = None,
+    quality_gate: Callable[[DataProfile], None] | None = None,
 ) -> JobResult:
     """Run a job spec: fit, score every partition, threshold globally, write atomically.
 
@@ -214,6 +124,20 @@ def run_job(
     report_path : str, optional
         The report file the caller will write, checked by the pre-flight; default the
         spec's own ``report`` section.
+    identity : str, optional
+        Who runs the job (the service's verified caller), written into every audit record;
+        default the operating-system user.
+    job_id : str, optional
+        The job's id in the audit trail (the service passes its own); default a new one.
+    progress : callable, optional
+        ``progress(stage, done, total)`` as each stage's partitions finish.
+    stop_check : callable, optional
+        Called while the job's tasks run; what it raises (such as
+        :class:`adp.jobs.interrupts.JobCancelled`) stops the job like an interrupt.
+    quality_gate : callable, optional
+        Called with the source's profile (computed even when the spec does not ask for
+        one) before the detector is fitted; what it raises stops the job before any
+        scoring (the service's data-quality gate).
 
     Returns
     -------
@@ -234,21 +158,29 @@ def run_job(
     log = audit_log or AuditLog()
     close_orphaned_jobs(log, source=origin)  # jobs whose client died without an outcome
     try:
-        output = _output(spec)
-        _check_detector_section(spec)
+        output = job_output(spec)
+        require_detector(spec)
         if check:
             preflight(spec, report_path=report_path)
         spec = with_io_timeouts(spec)
-        sink = _sink(spec)
+        sink = job_sink(spec)
         sink.check()
     except Exception as exc:
         reason = job_error(exc, spec)
-        record_refusal(log, reason, resource=spec.source.uri, name=spec.name, source=origin)
+        record_refusal(
+            log,
+            reason,
+            resource=spec.source.uri,
+            name=spec.name,
+            source=origin,
+            identity=identity,
+            job_id=job_id,
+        )
         raise
-    job_id = uuid.uuid4().hex
+    job_id = job_id or uuid.uuid4().hex
     owner = process_owner().to_dict()
     with InterruptGuard() as guard:
-        audit = _JobAudit(log, job_id, origin, guard)
+        audit = _JobAudit(log, job_id, origin, guard, identity, progress, stop_check, quality_gate)
         log.append(
             "job.submit",
             action="submit",
@@ -256,6 +188,7 @@ def run_job(
             job_id=job_id,
             details={"name": spec.name, "output": output.uri, "owner": owner},
             source=origin,
+            identity=identity,
         )
         running = False  # whether job.run's own records (started, outcome) are written
         try:
@@ -273,6 +206,7 @@ def run_job(
                             job_id=job_id,
                             details={"name": spec.name, "owner": owner},
                             source=origin,
+                            identity=identity,
                             client=c,
                         ),
                         lost_scheduler_is_an_error(c),
@@ -293,7 +227,7 @@ def run_job(
                 )
         except JobInterrupted as exc:
             if not running:  # stopped while its cluster started: close the job truthfully
-                _record_early_interrupt(log, exc, spec, job_id, owner, origin)
+                _record_early_interrupt(log, exc, spec, job_id, owner, audit)
             raise
     return result
 
@@ -304,7 +238,7 @@ def _record_early_interrupt(
     spec: JobSpec,
     job_id: str,
     owner: dict[str, Any],
-    origin: str,
+    audit: _JobAudit,
 ) -> None:
     """The ``interrupted`` outcome of a job stopped after ``job.submit`` but before its
     ``job.run`` records began (while its cluster was starting): no scheduler counted it."""
@@ -317,7 +251,8 @@ def _record_early_interrupt(
         reason=str(exc) or f"interrupted by {name}",
         job_id=job_id,
         details={"name": spec.name, "owner": owner, "signal": name, "stage": "cluster start"},
-        source=origin,
+        source=audit.origin,
+        identity=audit.identity,
     )
 
 
@@ -336,12 +271,17 @@ def _stopped_cleanly(c: Client) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class _JobAudit:
-    """The audit trail of one job: its log, id and origin."""
+    """The audit trail of one job (its log, id, origin and caller), with the hooks that
+    follow its progress and may stop it."""
 
     log: AuditLog
     job_id: str
     origin: str
     guard: InterruptGuard = field(default_factory=InterruptGuard)
+    identity: str | None = None
+    progress: ProgressCallback | None = None
+    stop_check: StopCheck | None = None
+    quality_gate: Callable[[DataProfile], None] | None = None
 
     def annotate(self) -> Any:
         """Annotate the graphs submitted inside with the job id (the scheduler audits it)."""
@@ -355,6 +295,7 @@ class _JobAudit:
             job_id=self.job_id,
             details=details,
             source=self.origin,
+            identity=self.identity,
         )
 
 
@@ -367,7 +308,7 @@ def _execute(
     show_progress: bool,
     console: Console | None,
 ) -> JobResult:
-    output = _output(spec)
+    output = job_output(spec)
     started = time.perf_counter()
     stage_seconds: dict[str, float] = {}
     source = spec.source
@@ -377,13 +318,15 @@ def _execute(
     opened = open_source(source, extra=[label, kind])
     ddf = opened.frame
     data_profile = None
-    if spec.profile:
+    if spec.profile or audit.quality_gate is not None:
         t0 = time.perf_counter()
         data_profile = profile(ddf, source=source.uri, storage_options=source.storage_options)
         stage_seconds["profile"] = time.perf_counter() - t0
+        if audit.quality_gate is not None:
+            audit.quality_gate(data_profile)
 
     t0 = time.perf_counter()
-    detector = _build_detector(spec)
+    detector = build_detector(spec)
     if not detector.is_fitted:
         detector.fit(
             ddf,
@@ -399,12 +342,21 @@ def _execute(
     def compute(tasks: Sequence[Any], what: str) -> list[Any]:
         t0 = time.perf_counter()
         done = compute_with_progress(
-            c, tasks, what, console=console, show=show_progress, annotate=audit.annotate
+            c,
+            tasks,
+            what,
+            console=console,
+            show=show_progress,
+            annotate=audit.annotate,
+            progress=audit.progress,
+            stop_check=audit.stop_check,
         )
         stage_seconds[what] = stage_seconds.get(what, 0.0) + time.perf_counter() - t0
         return done
 
     def step(value: Delayed) -> Any:
+        if audit.stop_check is not None:
+            audit.stop_check()
         with audit.annotate():
             return c.compute(value).result()
 
@@ -414,7 +366,7 @@ def _execute(
             detector,
             ddf,
             key=opened.carry,
-            threshold=_threshold(spec),
+            threshold=job_threshold(spec),
             explain=spec.explain.top_k if spec.explain else 0,
             stage=sink,
         )
@@ -429,7 +381,14 @@ def _execute(
             drop=[col for col in opened.carry if col not in opened.key],
         )
         results = compute_with_progress(
-            c, tasks, "flag", console=console, show=show_progress, annotate=audit.annotate
+            c,
+            tasks,
+            "flag",
+            console=console,
+            show=show_progress,
+            annotate=audit.annotate,
+            progress=audit.progress,
+            stop_check=audit.stop_check,
         )
         audit.record(
             "source.read",

@@ -317,11 +317,21 @@ class JobSpec(_Spec):
                 f"job spec {str(path)!r} is not UTF-8 text (byte {exc.start}): save it as "
                 "UTF-8 YAML"
             ) from None
+        return cls.from_text(text, origin=str(path))
+
+    @classmethod
+    def from_text(cls, text: str, origin: str = "job spec") -> JobSpec:
+        """Validate a job spec given as YAML (or JSON, which is YAML) text."""
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise SpecError(f"{path} is not valid YAML: {one_line(str(exc), 200)}") from None
-        return cls.from_dict(data, origin=str(path))
+            raise SpecError(f"{origin} is not valid YAML: {one_line(str(exc), 200)}") from None
+        return cls.from_dict(data, origin=origin)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as a JSON-serialisable mapping that :meth:`from_dict` reads back
+        (only the fields that were given; paths as resolved)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 def _describe(exc: ValidationError, limit: int = 5) -> str:

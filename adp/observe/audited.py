@@ -61,7 +61,8 @@ def _ending(exc: BaseException, link: dict[str, Any]) -> tuple[str, str, dict[st
     if isinstance(exc, KeyboardInterrupt):
         name = str(getattr(exc, "signal_name", "SIGINT"))
         reason = str(exc) or f"interrupted by {name}"
-        return "interrupted", reason[:4000], {**link, "signal": name}
+        outcome = str(getattr(exc, "outcome", "interrupted"))  # a cancel: "cancelled"
+        return outcome, reason[:4000], {**link, "signal": name}
     outcome = "denied" if isinstance(exc, PermissionError) else "failure"
     return outcome, f"{type(exc).__name__}: {exc}"[:4000], link
 

@@ -31,7 +31,14 @@ __all__ = [
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first record."""
 
-OUTCOMES: tuple[str, ...] = ("started", "success", "failure", "denied", "interrupted")
+OUTCOMES: tuple[str, ...] = (
+    "started",
+    "success",
+    "failure",
+    "denied",
+    "interrupted",
+    "cancelled",
+)
 """Valid ``outcome`` values; ``started`` opens an :func:`audited` action; ``interrupted``
 closes one stopped by a signal, or whose owner process is gone."""
 

@@ -1,0 +1,195 @@
+"""The service's HTTP API (FastAPI): jobs, their logs and reports, health and metrics.
+
+Every route but ``/healthz``, ``/metrics`` and the OpenAPI pages (``/docs``,
+``/openapi.json``) needs a bearer token (``Authorization: Bearer <jwt>``); a token that
+does not verify is answered 401 after its denial is audited. What a verified caller may
+do is decided in :class:`adp.service.control.JobControl`. ADP's errors map to HTTP
+statuses: a spec that does not validate 422 (the field named), a policy denial 403, an
+unknown job 404, a job in the wrong state 409.
+"""
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from adp.errors import AccessDeniedError, ConfigError, SpecError, one_line
+from adp.service.control import JobNotFound
+from adp.service.identity import AuthenticationError, Identity
+from adp.service.server import Service
+from adp.service.store import STATES
+
+#: The cookie the web pages keep the token in.
+TOKEN_COOKIE = "adp_token"  # noqa: S105 - a cookie name, not a secret
+#: The longest error text an answer carries.
+DETAIL_LIMIT = 600
+
+
+class Unauthenticated(Exception):
+    """No valid token: answered 401."""
+
+
+class _JobsByState(Collector):
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "adp_service_jobs", "Jobs the service holds, by state", labels=["state"]
+        )
+        for state, count in self.service.store.counts().items():
+            gauge.add_metric([state], count)
+        yield gauge
+
+
+def _metrics(service: Service) -> tuple[CollectorRegistry, Counter, Counter]:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(_JobsByState(service))
+    submitted = Counter(
+        "adp_service_submissions", "Job submissions, by outcome", ["outcome"], registry=registry
+    )
+    denied = Counter("adp_service_denials", "Requests denied, by kind", ["kind"], registry=registry)
+    return registry, submitted, denied
+
+
+def create_app(service: Service) -> FastAPI:
+    """The FastAPI application of ``service`` (``adp serve`` runs it on uvicorn).
+
+    Parameters
+    ----------
+    service : Service
+        The started service.
+
+    Returns
+    -------
+    fastapi.FastAPI
+    """
+    from adp import __version__
+
+    app = FastAPI(
+        title="ADP service",
+        version=__version__,
+        description="Submit anomaly-detection jobs to a shared Dask cluster and follow them.",
+    )
+    app.state.service = service
+    registry, submitted, denied = _metrics(service)
+    bearer = HTTPBearer(auto_error=False, description="A JWT (adp token issue)")
+    control = service.control
+
+    def caller(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Identity:
+        token = credentials.credentials if credentials else request.cookies.get(TOKEN_COOKIE)
+        try:
+            return service.verifier.verify(token)
+        except AuthenticationError as exc:
+            denied.labels(f"token-{exc.reason}").inc()
+            service.audit_log.append(
+                "auth.denied",
+                action="authenticate",
+                resource=f"{request.method} {request.url.path}",
+                outcome="denied",
+                reason=str(exc),
+                details={"reason": exc.reason},
+                identity="anonymous",
+                source="service",
+            )
+            if exc.reason == "configuration":  # the full text names server paths: audit only
+                raise Unauthenticated("the service cannot verify tokens now") from None
+            raise Unauthenticated(str(exc)) from None
+
+    Caller = Annotated[Identity, Depends(caller)]
+
+    def error(status: int, exc: BaseException) -> JSONResponse:
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        return JSONResponse({"detail": one_line(str(text), DETAIL_LIMIT)}, status_code=status)
+
+    @app.exception_handler(Unauthenticated)
+    async def _unauthenticated(request: Request, exc: Unauthenticated) -> Response:
+        response = error(401, exc)
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(AccessDeniedError)
+    async def _denied(request: Request, exc: AccessDeniedError) -> Response:
+        denied.labels("policy").inc()
+        return error(403, exc)
+
+    @app.exception_handler(JobNotFound)
+    async def _not_found(request: Request, exc: JobNotFound) -> Response:
+        return error(404, exc)
+
+    @app.exception_handler(SpecError)
+    async def _invalid(request: Request, exc: SpecError) -> Response:
+        return error(422, exc)
+
+    @app.exception_handler(ConfigError)
+    async def _conflict(request: Request, exc: ConfigError) -> Response:
+        return error(409, exc)
+
+    @app.post("/jobs", status_code=202, tags=["jobs"], summary="Submit a job (YAML or JSON)")
+    async def submit(request: Request, who: Caller) -> dict[str, Any]:
+        body = await request.body()
+        try:
+            record = await run_in_threadpool(control.submit, who, body)
+        except (SpecError, AccessDeniedError):
+            submitted.labels("refused").inc()
+            raise
+        submitted.labels("queued").inc()
+        return {"id": record.id, "state": record.state}
+
+    @app.get("/jobs", tags=["jobs"], summary="Your jobs (every job for an operator)")
+    def jobs(who: Caller, state: str | None = None) -> dict[str, Any]:
+        if state is not None and state not in STATES:
+            raise SpecError(f"state={state!r} is not one of {', '.join(STATES)}")
+        return {"jobs": [record.public() for record in control.jobs(who, state)]}
+
+    @app.get("/jobs/{job_id}", tags=["jobs"], summary="A job's state, progress and summary")
+    def job(job_id: str, who: Caller) -> dict[str, Any]:
+        return control.get(who, job_id).public()
+
+    @app.get("/jobs/{job_id}/logs", tags=["jobs"], response_class=PlainTextResponse)
+    def logs(job_id: str, who: Caller) -> str:
+        return "\n".join(control.logs(who, job_id)) + "\n"
+
+    @app.get("/jobs/{job_id}/report", tags=["jobs"], response_class=FileResponse)
+    def report(job_id: str, who: Caller) -> FileResponse:
+        return FileResponse(control.report(who, job_id), media_type="text/html")
+
+    @app.post("/jobs/{job_id}/cancel", status_code=202, tags=["jobs"])
+    def cancel(job_id: str, who: Caller) -> dict[str, Any]:
+        return control.cancel(who, job_id).public()
+
+    @app.post("/jobs/{job_id}/resume", status_code=202, tags=["jobs"])
+    def resume(job_id: str, who: Caller) -> dict[str, Any]:
+        return control.resume(who, job_id).public()
+
+    @app.get("/whoami", tags=["identity"], summary="Who the token says you are")
+    def whoami(who: Caller) -> dict[str, Any]:
+        return {"subject": who.subject, "roles": list(who.roles), "issuer": who.issuer}
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "running": service.driver.running, "jobs": service.store.counts()}
+
+    @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+    try:
+        from adp.service.web import mount_pages
+    except ImportError:  # pragma: no cover - the pages are part of the package
+        pass
+    else:
+        mount_pages(app, service, caller)
+    return app
+
+
+__all__ = ["TOKEN_COOKIE", "create_app"]

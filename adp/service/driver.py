@@ -1,0 +1,252 @@
+"""The service's job driver: takes queued jobs in order and runs each on the cluster, at
+most ``max_running`` at once, through the same :func:`adp.jobs.runner.run_job` that
+``adp run`` calls.
+
+Each running job has its own :class:`distributed.Client` on the shared scheduler, so
+cancelling one job cancels only its own futures. A cancel request (stored in the job's
+row) is seen between two finished tasks and stops the job as an interrupt would: its
+futures cancelled, its staging removed, the output untouched, the audit outcome
+``cancelled``. Progress in partitions goes to the job's row as tasks finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from distributed import Client
+
+from adp.errors import AdpError, one_line
+from adp.jobs.interrupts import JobCancelled, JobInterrupted
+from adp.jobs.refusal import job_error
+from adp.jobs.runner import JobResult, run_job
+from adp.jobs.spec import JobSpec
+from adp.observe.audit import AuditLog
+from adp.service.store import JobRecord, JobStore
+
+logger = logging.getLogger(__name__)
+
+#: ``authorize(record, spec)``: None to let the job start, else why it may not (the
+#: policy is checked again when a job starts, not only when it is submitted).
+Authorize = Callable[[JobRecord, JobSpec], str | None]
+#: Seconds between two looks at the queue when nothing wakes the driver.
+POLL_SECONDS = 0.5
+#: The longest error text kept in a job's row.
+ERROR_LIMIT = 600
+
+
+class ServiceStopping(KeyboardInterrupt):
+    """The service is shutting down: its running jobs end ``interrupted``."""
+
+    outcome = "interrupted"
+    signal_name = "shutdown"
+
+    def __init__(self) -> None:
+        super().__init__("interrupted: the service shut down; resume the job to finish it")
+
+
+class JobDriver:
+    """Run queued jobs from a :class:`JobStore` on a Dask scheduler.
+
+    Parameters
+    ----------
+    store : JobStore
+        Where jobs wait and where their state goes.
+    scheduler_address : str
+        The scheduler every job's client connects to.
+    audit_log : AuditLog
+        The audit trail the jobs write to.
+    max_running : int
+        Jobs run at once; the rest stay queued.
+    reports_dir : Path
+        Where each job's HTML report is written (``<id>.html``).
+    authorize : callable, optional
+        Checked when a job starts (see :data:`Authorize`).
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        scheduler_address: str,
+        audit_log: AuditLog,
+        *,
+        max_running: int,
+        reports_dir: Path,
+        authorize: Authorize | None = None,
+    ) -> None:
+        self.store = store
+        self.address = scheduler_address
+        self.audit_log = audit_log
+        self.max_running = max_running
+        self.reports_dir = reports_dir
+        self.authorize = authorize
+        self._slots = threading.Semaphore(max_running)
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._dispatcher: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Start taking jobs from the queue (in a background thread)."""
+        self._dispatcher = threading.Thread(target=self._dispatch, name="adp-driver", daemon=True)
+        self._dispatcher.start()
+
+    def wake(self) -> None:
+        """Look at the queue now (a job was submitted or resumed)."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop taking jobs; running jobs are stopped (``interrupted``) and waited for."""
+        self._stopping.set()
+        self._wake.set()
+        if self._dispatcher is not None:
+            self._dispatcher.join(timeout)
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._threads.values())
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def running(self) -> int:
+        """How many jobs this driver runs now."""
+        with self._lock:
+            return len(self._threads)
+
+    def _dispatch(self) -> None:
+        while not self._stopping.is_set():
+            if not self._slots.acquire(timeout=POLL_SECONDS):
+                continue
+            try:
+                record = None if self._stopping.is_set() else self.store.claim()
+            except Exception:  # the database hiccuped: try again shortly
+                logger.exception("cannot read the job queue")
+                record = None
+            if record is None:
+                self._slots.release()
+                self._wake.wait(POLL_SECONDS)
+                self._wake.clear()
+                continue
+            thread = threading.Thread(
+                target=self._run_and_release, args=(record,), name=f"adp-job-{record.id[:8]}"
+            )
+            with self._lock:
+                self._threads[record.id] = thread
+            thread.start()
+
+    def _run_and_release(self, record: JobRecord) -> None:
+        try:
+            self.run(record)
+        except Exception:  # never lose the slot, whatever happened
+            logger.exception("job %s: the driver failed", record.id)
+        finally:
+            with self._lock:
+                self._threads.pop(record.id, None)
+            self._slots.release()
+            self._wake.set()
+
+    # -- one job -----------------------------------------------------------------------
+    def run(self, record: JobRecord) -> JobRecord:
+        """Run one claimed (``running``) job to its end and record how it ended."""
+        store = self.store
+        store.log(
+            record.id, f"started (attempt {record.attempt}) by the service for {record.owner}"
+        )
+        try:
+            spec = JobSpec.from_dict(record.spec, origin=f"job {record.id}")
+        except AdpError as exc:
+            return self._end(record, "failed", error=str(exc))
+        if self.authorize is not None:
+            denied = self.authorize(record, spec)
+            if denied is not None:
+                return self._end(record, "failed", error=f"denied when starting: {denied}")
+        report = self.reports_dir / f"{record.id}.html"
+        try:
+            result = self._execute(record, spec, report)
+        except JobCancelled as exc:
+            return self._end(record, "cancelled", error=str(exc))
+        except (JobInterrupted, ServiceStopping) as exc:
+            return self._end(record, "interrupted", error=str(exc))
+        except Exception as exc:
+            logger.debug("job %s failed:\n%s", record.id, traceback.format_exc())
+            return self._end(record, "failed", error=str(job_error(exc, spec)))
+        summary = result.to_dict()
+        report_path = self._report(record, spec, result, report)
+        store.log(
+            record.id,
+            f"succeeded: {result.rows} rows, {result.anomalies} anomalies, threshold "
+            f"{result.threshold:.6g}, in {result.wall_seconds:.1f} s",
+        )
+        return store.finish(record.id, "succeeded", summary=summary, report=report_path)
+
+    def _execute(self, record: JobRecord, spec: JobSpec, report: Path) -> JobResult:
+        last: dict[str, Any] = {"stage": None, "time": 0.0}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            if stage != last["stage"]:
+                self.store.log(record.id, f"{stage}: {total} partitions")
+            if stage != last["stage"] or done == total or now - last["time"] > 0.5:
+                self.store.progress(record.id, stage, done, total)
+                last.update(stage=stage, time=now)
+
+        def stop_check() -> None:
+            if self._stopping.is_set():
+                raise ServiceStopping()
+            by = self.store.cancel_requested(record.id)
+            if by is not None:
+                raise JobCancelled(by)
+
+        client = Client(self.address, set_as_default=False, timeout=30)
+        try:
+            with client.as_current():
+                return run_job(
+                    spec,
+                    client=client,
+                    show_progress=False,
+                    audit_log=self.audit_log,
+                    origin="service",
+                    identity=record.owner,
+                    job_id=record.id,
+                    progress=progress,
+                    stop_check=stop_check,
+                    report_path=str(report),
+                )
+        finally:
+            client.close(timeout=10)
+
+    def _report(
+        self, record: JobRecord, spec: JobSpec, result: JobResult, path: Path
+    ) -> str | None:
+        """Write the job's report; a report that fails leaves the job succeeded (its
+        output is committed) with a warning in its log."""
+        from adp.jobs.preflight import with_io_timeouts
+        from adp.jobs.report import write_report
+
+        spec = with_io_timeouts(spec)
+        client = Client(self.address, set_as_default=False, timeout=30)
+        try:
+            with client.as_current():
+                written = write_report(result, path, spec.report, output=spec.output)
+        except Exception as exc:
+            reason = one_line(str(job_error(exc, spec)), 300)
+            self.store.log(record.id, f"warning: the report could not be written: {reason}")
+            return None
+        finally:
+            client.close(timeout=10)
+        return str(written)
+
+    def _end(self, record: JobRecord, state: str, *, error: str) -> JobRecord:
+        error = one_line(error, ERROR_LIMIT)
+        self.store.log(record.id, f"{state}: {error}")
+        return self.store.finish(record.id, state, error=error)
+
+
+__all__ = ["Authorize", "JobDriver", "ServiceStopping"]
