@@ -6,8 +6,10 @@ access key's secret or a token, so every URI and every set of storage options pa
 through this module on its way into them:
 
 - :func:`redact_url` replaces the password of ``scheme://user:password@host/...`` (SQLAlchemy
-  URLs, ``s3://key:secret@bucket``, ``http://user:pass@host``) and the values of secret
-  query parameters (``?password=``, ``?token=``, ``X-Amz-Signature=`` ...) with ``***``;
+  URLs, ``s3://key:secret@bucket``, ``http://user:pass@host``), also when it holds ``/``,
+  ``@``, ``:``, ``#`` or ``?`` unescaped, and of the scheme-less ``key:secret@bucket/...``
+  that s3fs puts in its messages, and the values of secret query parameters
+  (``?password=``, ``?token=``, ``X-Amz-Signature=`` ...) with ``***``;
 - :func:`redact_options` copies fsspec ``storage_options`` with the values of secret keys
   (``key``, ``secret``, ``token``, ``password``, ``aws_secret_access_key`` ...) replaced;
 - :func:`redact_text` does the same for every URL inside a message, and removes given
@@ -53,11 +55,15 @@ _SECRET_PARTS = (
     "api_key",
     "apikey",
 )
-# scheme://userinfo@ where userinfo holds a ':' (user:password). The userinfo may contain
-# '@' (a password with an unescaped '@'), so it runs to the last '@' before the path.
-_USERINFO = re.compile(
-    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/?#@\s'\"]*):(?P<password>[^/?#\s'\"]*)@"
+# Where a URL's userinfo password starts: after "scheme://user:" (the user may hold "@",
+# such as an e-mail address), or after "user:" at the start of a token (no scheme: s3fs
+# strips "s3://" from the paths in its messages; the user is then one word of key
+# characters not followed by "//", so "/data/lake:v1@x" and "s3://bucket/a@b" are no match).
+_USERINFO_START = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/?#\s]*):"
+    r"|(?<![^'\"(\[{<=,;|])(?P<bare>[A-Za-z0-9._~%+\-]+):(?!//)"
 )
+_TOKEN = re.compile(r"\S+")
 _QUERY_PARAM = re.compile(r"(?P<sep>[?&;])(?P<name>[A-Za-z0-9_.\-]+)=(?P<value>[^&;#\s'\"]*)")
 
 
@@ -72,8 +78,22 @@ def is_secret_name(name: str) -> bool:
     return lowered in _SECRET_EXACT or any(part in lowered for part in _SECRET_PARTS)
 
 
-def _mask_userinfo(match: re.Match[str]) -> str:
-    return f"{match['scheme']}{match['user']}:{MASK}@"
+def _mask_password(token: str) -> str:
+    """``token`` (text without whitespace) with the password of its userinfo masked.
+
+    A password is unknown text: S3 secret keys hold ``/`` and ``+``, and passwords may hold
+    ``@``, ``:``, ``#`` or ``?``, where urllib would end the authority. So the password runs
+    from its start (:data:`_USERINFO_START`) to the token's *last* ``@``: when a later part
+    of the URL holds an ``@`` too, more than the password is masked, but no character of
+    it survives.
+    """
+    last_at = token.rfind("@")
+    if last_at < 0 or ":" not in token[:last_at]:
+        return token
+    start = _USERINFO_START.search(token, 0, last_at)
+    if start is None:
+        return token
+    return f"{token[: start.end()]}{MASK}{token[last_at:]}"
 
 
 def _mask_param(match: re.Match[str]) -> str:
@@ -96,8 +116,19 @@ def redact_url(url: str | None) -> str | None:
     str or None
         The same string when it holds no secret; ``None`` for ``None``.
 
+    Notes
+    -----
+    A password runs to the last ``@`` before the next whitespace, since the password may
+    hold any other character (``s3://AKIA:ab/c@d@bucket/x`` becomes
+    ``s3://AKIA:***@bucket/x``). When the rest of the URL holds an ``@`` too, or a URL
+    with a port has one in its path (``http://host:9000/a@b``, which reads like a
+    password ``9000/a``), more than the password is masked: nothing of it is shown. A
+    password holding whitespace must be percent-encoded, as URLs require.
+
     Examples
     --------
+    >>> redact_url("s3://AKIA123:se/cr@t+K3y@bucket/lake/")
+    's3://AKIA123:***@bucket/lake/'
     >>> redact_url("postgresql+psycopg://adp:hunter2@db:5432/lake")
     'postgresql+psycopg://adp:***@db:5432/lake'
     >>> redact_url("https://host/f.parquet?X-Amz-Signature=abc&part=1")
@@ -105,8 +136,7 @@ def redact_url(url: str | None) -> str | None:
     """
     if url is None:
         return None
-    text = str(url)
-    text = _USERINFO.sub(_mask_userinfo, text)
+    text = _TOKEN.sub(lambda token: _mask_password(token.group(0)), str(url))
     if "?" in text:
         text = _QUERY_PARAM.sub(_mask_param, text)
     return text

@@ -6,8 +6,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adp.redact import redact_options, redact_text, redact_url, redact_value, secret_values
 
@@ -32,10 +35,67 @@ from adp.redact import redact_options, redact_text, redact_url, redact_value, se
         ("sqlite:////tmp/a.db", "sqlite:////tmp/a.db"),
         ("/data/lake:v1@x", "/data/lake:v1@x"),
         ("s3://bucket/lake/", "s3://bucket/lake/"),
+        # secrets urllib would cut at "/", "#", "?" or the first "@" (S3 secret keys hold "/")
+        ("s3://AKIA123:wJal/rXU+tn@bucket/lake/", "s3://AKIA123:***@bucket/lake/"),
+        ("s3://AKIA123:a#b?c:d@e@bucket/p", "s3://AKIA123:***@bucket/p"),
+        ("s3://AKIA123:a%2Fb%40c@bucket/p", "s3://AKIA123:***@bucket/p"),
+        ("postgresql://me@corp.com:pw@db/x", "postgresql://me@corp.com:***@db/x"),
+        ("postgresql://u:p/w@/db?host=/tmp", "postgresql://u:***@/db?host=/tmp"),
+        # the scheme-less form s3fs puts in its messages
+        ("AKIA123:wJal/rXU@bucket/lake/x.parquet", "AKIA123:***@bucket/lake/x.parquet"),
+        # no password: an "@" or ":" in a path or key is no userinfo
+        ("s3://bucket/snap@2024/x", "s3://bucket/snap@2024/x"),
+        ("s3://bucket/a:b@c/x", "s3://bucket/a:b@c/x"),
+        ("data/lake:v1@x", "data/lake:v1@x"),
+        ("http://u@h:9000/x", "http://u@h:9000/x"),
     ],
 )
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_redact_text_masks_every_url_in_a_message() -> None:
+    text = (
+        "cannot open 's3://K1:se/cr@t@bucket/x' nor FileNotFoundError: K2:an/other@b/y,"
+        " (postgresql://u:p#w@db/z)"
+    )
+    assert redact_text(text) == (
+        "cannot open 's3://K1:***@bucket/x' nor FileNotFoundError: K2:***@b/y,"
+        " (postgresql://u:***@db/z)"
+    )
+
+
+# Secrets drawn from every printable character but whitespace: "/", "+", "@", ":", "#",
+# "?", "%", quotes and brackets included.
+_SECRET = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=40
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(secret=_SECRET, scheme=st.sampled_from(["s3", "s3a", "postgresql+psycopg", "https"]))
+def test_no_secret_survives_in_a_url_whatever_its_characters(secret: str, scheme: str) -> None:
+    """Raw and percent-encoded: the password, and nothing else, is masked (so no character
+    of it is shown, however short it is)."""
+    for spelled in (secret, quote(secret, safe="")):
+        url = f"{scheme}://AKIAKEY:{spelled}@bucket-1/lake/part.parquet"
+        assert redact_url(url) == f"{scheme}://AKIAKEY:***@bucket-1/lake/part.parquet"
+        message = f"error: cannot read '{url}': it is gone; see {url}"
+        shown = redact_text(message) or ""
+        assert shown == (
+            f"error: cannot read '{scheme}://AKIAKEY:***@bucket-1/lake/part.parquet': it is "
+            f"gone; see {scheme}://AKIAKEY:***@bucket-1/lake/part.parquet"
+        )
+
+
+@settings(max_examples=400, deadline=None)
+@given(secret=_SECRET.filter(lambda s: not s.startswith("//")))
+def test_no_secret_survives_in_the_scheme_less_form(secret: str) -> None:
+    """``key:secret@bucket/key`` as s3fs prints paths; a secret starting with ``//`` would
+    read as ``key://...``, a URL whose userinfo is ``secret``'s user part."""
+    for spelled in (secret, quote(secret, safe="")):
+        shown = redact_text(f"FileNotFoundError: AKIAKEY:{spelled}@bucket-1/lake/part.parquet")
+        assert shown == "FileNotFoundError: AKIAKEY:***@bucket-1/lake/part.parquet"
 
 
 def test_redact_options_hides_secrets_at_any_depth() -> None:

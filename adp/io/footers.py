@@ -1,11 +1,17 @@
-"""Parquet footers, read on the workers: per-file schemas, row counts and corrupt files.
+"""Parquet footers: per-file schemas, row counts and corrupt files.
 
-Only each file's footer is read (a few KiB at its end), one task per batch of files, so a
-lake of thousands of files is checked in parallel without reading its data.
+Only each file's footer is read (a few KiB at its end). :func:`read_footers` reads them on
+the workers, one task per batch of files, so a lake of thousands of files is checked in
+parallel without reading its data; :func:`read_footers_in_threads` reads up to
+:data:`PREFLIGHT_FOOTERS` of them in this process, in threads, for checks before a
+cluster starts. A file that cannot be read is reported as corrupt, naming it, unless the
+store itself failed (unreachable, timed out, access denied): that is raised naming the
+store, never blaming the file.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,9 +20,12 @@ import fsspec
 import pyarrow.parquet as pq
 from dask.delayed import Delayed
 
-from adp.errors import AdpError, DataError
+from adp.errors import AdpError, DataError, bounded
 
 _BATCH = 32
+#: How many footers pre-flight reads at most (the first files, in order); a job reads
+#: every file's footer on the workers anyway.
+PREFLIGHT_FOOTERS = 256
 
 
 @dataclass(frozen=True)
@@ -30,23 +39,39 @@ class FileFooter:
     error: str | None = None
 
 
+def read_footer(fs: Any, path: str) -> FileFooter:
+    """The footer of the Parquet file ``path`` on ``fs``.
+
+    Raises
+    ------
+    adp.errors.SourceError, adp.errors.AccessDeniedError
+        When the store fails (unreachable, timed out, access denied); any other failure is
+        the file's, returned as :attr:`FileFooter.error`.
+    """
+    try:
+        with fs.open(path, "rb") as f:
+            parquet = pq.ParquetFile(f)
+            schema = parquet.schema_arrow
+            meta = parquet.metadata
+            columns = {
+                name: str(schema.field(name).type)
+                for name in schema.names
+                if not name.startswith("__index_level_")
+            }
+            return FileFooter(path, columns, meta.num_rows, meta.num_row_groups)
+    except AdpError:
+        raise
+    except Exception as exc:  # every failure is reported, naming the file or the store
+        from adp.io.s3 import describe_remote_error
+
+        remote = describe_remote_error(exc, path, None, "read")
+        if remote is not None:
+            raise remote from exc
+        return FileFooter(path, error=f"{type(exc).__name__}: {exc}")
+
+
 def _read_batch(fs: Any, paths: list[str]) -> list[FileFooter]:
-    out = []
-    for path in paths:
-        try:
-            with fs.open(path, "rb") as f:
-                parquet = pq.ParquetFile(f)
-                schema = parquet.schema_arrow
-                meta = parquet.metadata
-                columns = {
-                    name: str(schema.field(name).type)
-                    for name in schema.names
-                    if not name.startswith("__index_level_")
-                }
-                out.append(FileFooter(path, columns, meta.num_rows, meta.num_row_groups))
-        except Exception as exc:  # every failure is reported, naming the file
-            out.append(FileFooter(path, error=f"{type(exc).__name__}: {exc}"))
-    return out
+    return [read_footer(fs, path) for path in paths]
 
 
 def footer_tasks(fs: fsspec.AbstractFileSystem, paths: list[str]) -> list[Delayed]:
@@ -63,6 +88,23 @@ def read_footers(fs: fsspec.AbstractFileSystem, paths: list[str]) -> list[FileFo
     return [footer for batch in results for footer in batch]
 
 
+def read_footers_in_threads(
+    fs: fsspec.AbstractFileSystem, paths: list[str], *, threads: int = 16
+) -> list[FileFooter]:
+    """Read the footer of every file in ``paths`` in this process, ``threads`` at a time
+    (each read waits on the store, not on the interpreter), in order.
+
+    Raises
+    ------
+    adp.errors.SourceError, adp.errors.AccessDeniedError
+        The first failure of the store (see :func:`read_footer`).
+    """
+    if len(paths) <= 1:
+        return [read_footer(fs, path) for path in paths]
+    with ThreadPoolExecutor(min(threads, len(paths)), thread_name_prefix="adp-footers") as pool:
+        return list(pool.map(lambda path: read_footer(fs, path), paths))
+
+
 @dataclass(frozen=True)
 class SchemaDifference:
     """A file whose schema differs from the reference (the first file)."""
@@ -75,13 +117,16 @@ class SchemaDifference:
     def describe(self) -> str:
         parts = []
         if self.missing:
-            parts.append(f"lacks columns {self.missing}")
+            parts.append(f"lacks columns {bounded(self.missing)}")
         if self.extra:
-            parts.append(f"has extra columns {self.extra}")
+            parts.append(f"has extra columns {bounded(self.extra)}")
         if self.changed:
+            changes = sorted(self.changed.items())
+            more = f", ... and {len(changes) - 10} more" if len(changes) > 10 else ""
             parts.append(
                 "changes types "
-                + ", ".join(f"{c}: {a} -> {b}" for c, (a, b) in sorted(self.changed.items()))
+                + ", ".join(f"{c}: {a} -> {b}" for c, (a, b) in changes[:10])
+                + more
             )
         return f"{self.path} " + "; ".join(parts)
 

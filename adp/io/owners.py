@@ -2,15 +2,19 @@
 
 Every staging folder carries an owner record (``_adp_owner.json``: host, pid, the
 process's start time, when it started, the staged-for output) and a heartbeat
-(``_adp_heartbeat``, rewritten every :data:`HEARTBEAT_SECONDS` by a thread while the job
+(``_adp_heartbeat``, rewritten every ``adp.io.heartbeat-seconds`` by a thread while the job
 runs). A copy of the owner record is kept in the state directory's register
 (``<state-dir>/staging-owners/<token>.json``), so that ``adp clean`` finds every staging
 folder this machine started.
 
 An owner is gone when, on this host, its pid is dead or now belongs to a process that
 started at another time (a reused pid); on another host, when its heartbeat is older than
-:data:`STALE_SECONDS`. Staging whose owner is gone is removed by the next job (at its
+``adp.io.stale-seconds``. Staging whose owner is gone is removed by the next job (at its
 sink's check) and by ``adp clean``; a live job's staging is never touched.
+
+Both timings are read from the dask config when they are used (:func:`heartbeat_seconds`,
+:func:`stale_seconds`), so ``dask.config.set`` changes them for what follows; the module
+constants are only their documented defaults.
 """
 
 from __future__ import annotations
@@ -32,12 +36,30 @@ import psutil
 
 OWNER = "_adp_owner.json"
 HEARTBEAT = "_adp_heartbeat"
-#: Seconds between two heartbeats of a running job's staging.
+#: The default of ``adp.io.heartbeat-seconds``: seconds between two heartbeats of a running
+#: job's staging (the value in use is :func:`heartbeat_seconds`).
 HEARTBEAT_SECONDS = 10.0
-#: A heartbeat older than this (seconds) marks the owner on another host as gone.
+#: The default of ``adp.io.stale-seconds``: a heartbeat older than this (seconds) marks the
+#: owner on another host as gone (the value in use is :func:`stale_seconds`).
 STALE_SECONDS = 120.0
 #: A staging folder without an owner record is debris once it is this old (seconds).
 GRACE_SECONDS = 60.0
+
+
+def heartbeat_seconds() -> float:
+    """Seconds between two heartbeats of a running job's staging: ``adp.io.heartbeat-seconds``
+    from the dask config, read now."""
+    from adp.config import settings
+
+    return float(settings().io.heartbeat_seconds)
+
+
+def stale_seconds() -> float:
+    """Seconds after which another host's heartbeat marks its owner gone:
+    ``adp.io.stale-seconds`` from the dask config, read now."""
+    from adp.config import settings
+
+    return float(settings().io.stale_seconds)
 
 
 @dataclass(frozen=True)
@@ -89,17 +111,20 @@ def _process_started(pid: int) -> float | None:
         return None
 
 
-def owner_alive(owner: Owner, heartbeat_age: float | None, stale: float = STALE_SECONDS) -> bool:
+def owner_alive(owner: Owner, heartbeat_age: float | None, stale: float | None = None) -> bool:
     """Whether ``owner`` may still be using its staging.
 
     On this host: its pid runs and started when the record says (within a second). On
-    another host: its heartbeat (or, without one, nothing) is younger than ``stale``.
+    another host: its heartbeat (or, without one, nothing) is younger than ``stale``
+    seconds (default :func:`stale_seconds`).
     """
     if owner.host == socket.gethostname():
         started = _process_started(owner.pid)
         if started is None:
             return False
         return abs(started - owner.process_started) < 1.0
+    if stale is None:
+        stale = stale_seconds()
     return heartbeat_age is not None and heartbeat_age < stale
 
 
@@ -121,10 +146,11 @@ def read_owner(fs: Any, root: str) -> Owner | None:
         return None
 
 
-def abandoned(
-    fs: Any, root: str, stale: float = STALE_SECONDS, grace: float = GRACE_SECONDS
-) -> bool:
+def abandoned(fs: Any, root: str, stale: float | None = None, grace: float = GRACE_SECONDS) -> bool:
     """Whether the staging folder ``root`` (an fs path) belongs to no live process.
+
+    An owner on another host is gone once its heartbeat is ``stale`` seconds old (default
+    :func:`stale_seconds`).
 
     A folder without an owner record counts as abandoned once nothing in it changed for
     ``grace`` seconds: its owner writes the record right after creating the folder, so
@@ -157,12 +183,14 @@ class Heartbeat:
         The file system of the staging folder.
     root : str
         The staging folder's fs path.
-    every : float
-        Seconds between beats.
+    every : float, optional
+        Seconds between beats; default :func:`heartbeat_seconds`, read when the heartbeat
+        is created.
     """
 
-    def __init__(self, fs: Any, root: str, every: float = HEARTBEAT_SECONDS) -> None:
-        self.fs, self.root, self.every = fs, root, every
+    def __init__(self, fs: Any, root: str, every: float | None = None) -> None:
+        self.fs, self.root = fs, root
+        self.every = heartbeat_seconds() if every is None else every
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -240,10 +268,12 @@ __all__ = [
     "Owner",
     "abandoned",
     "fs_for",
+    "heartbeat_seconds",
     "owner_alive",
     "read_owner",
     "register",
     "register_dir",
     "registered",
+    "stale_seconds",
     "unregister",
 ]

@@ -3,8 +3,10 @@ timeouts, and connection, credential and permission failures turned into errors 
 the location, the endpoint and the fix.
 
 Timeouts come from dask config ``adp.io.connect-timeout``, ``adp.io.read-timeout`` and
-``adp.io.retries`` (see :func:`with_timeouts`): a dead or hung S3 endpoint fails a
-pre-flight check within ~15 s by default instead of botocore's minutes.
+``adp.io.retries`` (see :func:`with_timeouts`): a dead or hung S3 endpoint fails within
+~15 s by default instead of botocore's minutes, in a pre-flight check on the client and in
+a read on the workers alike (s3fs's own retry loop does not multiply botocore's retries:
+:mod:`adp.io.bounded_s3`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ def with_timeouts(uri: str, storage_options: Mapping[str, Any] | None) -> dict[s
     ``retries.total_max_attempts`` (1 + ``adp.io.retries``) are set in ``config_kwargs``
     unless the options already set them; other locations' options come back unchanged.
 
+    For S3 it also makes fsspec open ``s3://`` and ``s3a://`` with
+    :class:`adp.io.bounded_s3.BoundedS3FileSystem` (see :func:`use_bounded_s3`), whose
+    own retry loop yields to botocore's, so these retries are the only ones: on the client,
+    and on the workers, which receive the file system opened from these options. A hung
+    endpoint then fails after about ``(1 + retries) * read-timeout`` seconds.
+
     Parameters
     ----------
     uri : str
@@ -42,6 +50,7 @@ def with_timeouts(uri: str, storage_options: Mapping[str, Any] | None) -> dict[s
     """
     if protocol_of(uri) not in S3_PROTOCOLS:
         return None if storage_options is None else dict(storage_options)
+    use_bounded_s3()
     io = settings().io
     options = dict(storage_options or {})
     config = dict(options.get("config_kwargs") or {})
@@ -50,6 +59,24 @@ def with_timeouts(uri: str, storage_options: Mapping[str, Any] | None) -> dict[s
     config.setdefault("retries", {"total_max_attempts": 1 + io.retries, "mode": "standard"})
     options["config_kwargs"] = config
     return options
+
+
+def use_bounded_s3() -> None:
+    """Register :class:`adp.io.bounded_s3.BoundedS3FileSystem` as fsspec's ``s3`` and
+    ``s3a`` implementation, in place of s3fs's own (idempotent).
+
+    An implementation that someone else registered for these protocols is left alone.
+    The class behaves as s3fs's unless the options configure botocore's retries.
+    """
+    import fsspec
+    import s3fs
+
+    from adp.io.bounded_s3 import BoundedS3FileSystem
+
+    for protocol in S3_PROTOCOLS:
+        current = fsspec.registry.get(protocol)
+        if current is None or current is s3fs.S3FileSystem:
+            fsspec.register_implementation(protocol, BoundedS3FileSystem, clobber=True)
 
 
 def endpoint_of(storage_options: Mapping[str, Any] | None) -> str | None:

@@ -8,8 +8,10 @@ file, column or endpoint:
    checks them eagerly), or that a registered model exists; a fit sample large enough
    for it (at least 2 rows, and more than ``n_neighbors`` for neighbour methods);
 2. the source: that it exists and the credentials work (one cheap call: a listing on
-   S3, ``select 1`` on a database), and its columns, read from one Parquet footer, a
-   CSV's header line (duplicate headers are refused) or a table's definition: every
+   S3, ``select 1`` on a database), and its columns, read from the Parquet footers (of
+   the first 256 files, in threads: a corrupt footer or a file whose schema differs is
+   named with the file it differs from), a CSV's header line (duplicate headers are
+   refused) or a table's definition: every
    column the spec names (``features``, ``exclude``, ``key``, ``columns``,
    ``evaluate.label`` / ``kind``, ``report.time`` / ``group``, ``search.label``) exists,
    and named features are numeric;
@@ -121,12 +123,14 @@ def preflight(spec: JobSpec, *, report_path: str | Path | None = None) -> Checke
     done = Checked()
     spec = with_io_timeouts(spec)
     done.checks.append(check_detector(spec))
-    columns = source_columns(spec.source)
+    notes: list[str] = []
+    columns = source_columns(spec.source, notes)
     done.columns = columns
     done.checks.append(
         f"source {spec.source.uri}"
         + (f": {len(columns)} columns" if columns is not None else ": exists")
     )
+    done.checks += notes
     if columns is not None:
         check_columns(spec, columns)
         done.checks.append("every column the spec names is in the source")

@@ -1,6 +1,11 @@
 """Pre-flight of a job's source: that it exists, the credentials work (one cheap call),
-and its columns, read without a cluster from one Parquet footer, a CSV's header line
+and its columns, read without a cluster from the Parquet footers, a CSV's header line
 (duplicate headers refused), a JSON-lines file's first record or a table's definition.
+
+A Parquet source's columns come from its first file; the footers of its first
+:data:`~adp.io.footers.PREFLIGHT_FOOTERS` files are read too (in threads) and must agree
+with it, so a file with another schema or a corrupt footer is named before the cluster
+starts, as the job would name it later.
 
 Remote calls use ADP's connect and read timeouts and bounded retries
 (:func:`adp.io.s3.with_timeouts`, :func:`adp.db.server_connect_args`): a dead or hung
@@ -26,20 +31,32 @@ from adp.paths import check_allowed, check_storage_options, protocol_of
 
 
 def filesystem(uri: str, options: Mapping[str, Any] | None) -> tuple[Any, str]:
-    """A private file system for ``uri`` whose own retries are bounded by ADP's."""
-    protocol = protocol_of(uri)
-    opts = dict(options or {})
-    if protocol in S3_PROTOCOLS:
-        fs = fsspec.filesystem(protocol, skip_instance_cache=True, **opts)
-        fs.retries = 1  # s3fs retries 5 times on top of botocore's: keep botocore's only
-        return fs, fs._strip_protocol(uri)
+    """The file system and path of ``uri``, with ADP's timeouts and bounded retries for
+    S3 (:func:`adp.io.s3.with_timeouts`: s3fs's own retry loop does not multiply them)."""
+    opts = with_timeouts(uri, options) or {}
     fs, path = fsspec.core.url_to_fs(uri, **opts)
-    return fs, path
+    return fs, str(path)
 
 
-def source_columns(source: SourceSpec) -> list[str] | None:
+def source_columns(source: SourceSpec, notes: list[str] | None = None) -> list[str] | None:
     """Check that ``source`` exists and can be read with its credentials; return its
-    columns when one footer, header or table definition gives them (None otherwise)."""
+    columns when a footer, header or table definition gives them (None otherwise).
+
+    Parameters
+    ----------
+    source : SourceSpec
+        The spec's source section.
+    notes : list of str, optional
+        Lines about what was checked beyond the columns are appended to it (how many
+        Parquet footers agree).
+
+    Raises
+    ------
+    adp.errors.AdpError
+        :class:`~adp.errors.SourceError` for a missing source or a failing store,
+        :class:`~adp.errors.DataError` for a corrupt file, schema drift between files
+        (naming both), or ``source.columns`` the source lacks.
+    """
     from adp.io.read import source_kind
 
     kind = source_kind(source.uri, source.format)
@@ -65,6 +82,10 @@ def source_columns(source: SourceSpec) -> list[str] | None:
     with remote_errors(source.uri, options, "read"):
         if fmt == "parquet":
             columns = _parquet_columns(fs, files[0], path)
+            if source.options.get("validate", True) is not False:
+                note = _check_footers(fs, files, path, source)
+                if notes is not None:
+                    notes.append(note)
         elif fmt == "csv":
             columns = _csv_columns(fs, files[0], source.options)
         elif fmt == "json":
@@ -118,6 +139,30 @@ def _parquet_columns(fs: Any, file: str, root: str) -> list[str]:
     columns += [h for h in hive if h not in columns]
     _NUMERIC[file] = {n: _arrow_numeric(schema.field(n).type) for n in schema.names}
     return columns
+
+
+def _check_footers(fs: Any, files: list[str], root: str, source: SourceSpec) -> str:
+    """Read the footers of the first :data:`~adp.io.footers.PREFLIGHT_FOOTERS` files the
+    job reads (``filters`` on hive folders applied) and refuse corrupt ones and schema
+    drift (on ``source.columns`` when given), as the job's own check would. Returns a line
+    for the report."""
+    from adp.io.footers import PREFLIGHT_FOOTERS, check_footers, read_footers_in_threads
+    from adp.io.hive import prune
+
+    filters = source.options.get("filters")
+    read = prune(files, root.rstrip("/"), filters)
+    if not read:
+        raise DataError(f"no file of {source.uri!r} matches filters {filters}: nothing to read")
+    footers = read_footers_in_threads(fs, read[:PREFLIGHT_FOOTERS])
+    check_footers(footers, source.uri, list(source.columns) if source.columns else None)
+    if len(read) > PREFLIGHT_FOOTERS:
+        return (
+            f"the footers of the first {PREFLIGHT_FOOTERS} of {len(read)} Parquet files agree "
+            "(the job checks the others' when it reads them)"
+        )
+    if len(read) == 1:
+        return "the Parquet file's footer is readable"
+    return f"the footers of all {len(read)} Parquet files agree"
 
 
 #: Whether each column of the Parquet footers read is numeric (file -> column -> bool);

@@ -13,6 +13,12 @@ each signature with the public key, and requires every anchored ``(seq, hash)`` 
 chain and the chain to reach the newest
 (:func:`adp.observe.checkpoint.anchored_heads`): a record rewritten, deleted, inserted or cut off
 behind an anchored checkpoint fails verification.
+
+Write-once is enforced, not only a convention: a checkpoint object is created with one
+conditional PUT (``If-None-Match: *``, the request :mod:`adp.io.staging` commits a manifest
+with for ``mode="error"``), and a local file with an exclusive create, so no ADP writer can
+replace one that exists (a store that ignores the condition, or a bucket whose policy or
+object lock does not protect it, is only as safe as that store).
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ class Anchor:
         except (ValueError, ImportError, OSError) as exc:
             raise AuditError(f"cannot open the audit anchor {self.shown}: {exc}") from exc
         self.root = self.root.rstrip("/")
+        self._local = is_local(self.uri)
 
     def __repr__(self) -> str:
         return f"Anchor({self.shown!r})"
@@ -67,7 +74,8 @@ class Anchor:
         return f"{self.root}/{log_id}/{seq:012d}.json"
 
     def put(self, entry: Mapping[str, Any]) -> None:
-        """Write one signed checkpoint (an existing one for the same seq is kept).
+        """Write one signed checkpoint, never over an existing one: the object for the
+        same seq, if any, is kept as it is (:meth:`create`).
 
         Raises
         ------
@@ -77,15 +85,29 @@ class Anchor:
         path = self._path(str(entry["log"]), int(entry["seq"]))
         data = json.dumps(dict(entry), sort_keys=True).encode()
         try:
-            if self.fs.exists(path):
-                return
-            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            self.fs.pipe_file(path, data)
+            self.create(path, data)
+        except FileExistsError:
+            return  # write-once: what is there stays
         except (OSError, ValueError) as exc:
             raise AuditError(
                 f"cannot write the audit checkpoint to the anchor {self.shown}: {exc}; check "
                 "adp.audit.anchor and its storage options"
             ) from exc
+
+    def create(self, path: str, data: bytes) -> None:
+        """Create the object ``path`` (an fs path under the anchor) holding ``data``, or
+        raise :class:`FileExistsError` when it exists: never replace it.
+
+        On an object store this is one conditional PUT, ``If-None-Match: *`` (fsspec's
+        ``pipe_file(..., mode="create")``, as :mod:`adp.io.staging` commits a manifest for
+        ``mode="error"``); in a local folder, an exclusive create (``O_EXCL``).
+        """
+        if self._local:
+            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            with self.fs.open(path, "xb") as f:
+                f.write(data)
+        else:  # no folders to make: a missing bucket is an error, never created
+            self.fs.pipe_file(path, data, mode="create")
 
     def logs(self) -> list[str]:
         """The log ids the anchor holds checkpoints for."""

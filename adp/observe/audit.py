@@ -43,12 +43,14 @@ them; the chain and checkpoints catch that.
 :mod:`adp.observe.audit_store` the table, triggers, engine and transactions;
 :mod:`adp.observe.records` the records, hashes and chain walk; :mod:`adp.observe.checkpoint`
 the signed checkpoints; :mod:`adp.observe.audited` the :func:`audited` context manager
-(importable from here too).
+(importable from here too); :mod:`adp.observe.retention` the archiving of old records (a
+chain may start after an archived prefix only where a signed archive mark vouches for it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import json
 import os
@@ -67,8 +69,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from adp.errors import AuditError, ConfigError
 from adp.observe.audit_store import AuditStore, audit_url, build_table
 from adp.observe.audited import audited
-from adp.observe.checkpoint import Checkpoint, open_checkpoints
-from adp.observe.orphans import close_orphaned_jobs
+from adp.observe.checkpoint import Checkpoint, CheckpointStore, open_checkpoints
+from adp.observe.orphans import OutcomeExists, close_orphaned_jobs
 from adp.observe.records import (
     GENESIS_HASH,
     OUTCOMES,
@@ -78,14 +80,15 @@ from adp.observe.records import (
     record_hash,
     redact_fields,
     utc_iso,
-    verify_chain,
 )
+from adp.observe.retention import archive_marks, verify_from_archive
 
 __all__ = [
     "GENESIS_HASH",
     "OUTCOMES",
     "AuditLog",
     "AuditRecord",
+    "OutcomeExists",
     "VerificationResult",
     "audited",
     "close_orphaned_jobs",
@@ -182,6 +185,16 @@ class AuditLog:
         """Release the database connections."""
         self._store.close()
 
+    @property
+    def store(self) -> AuditStore:
+        """The log's table and transactions (:class:`adp.observe.audit_store.AuditStore`)."""
+        return self._store
+
+    @property
+    def checkpoints(self) -> CheckpointStore:
+        """The log's signed checkpoints (:class:`adp.observe.checkpoint.CheckpointStore`)."""
+        return self._checkpoints
+
     def __enter__(self) -> AuditLog:
         return self
 
@@ -204,6 +217,7 @@ class AuditLog:
         details: Any = None,
         identity: str | None = None,
         source: str = "api",
+        once: bool = False,
     ) -> AuditRecord:
         """Append one record and advance the signed checkpoint.
 
@@ -215,7 +229,7 @@ class AuditLog:
             The action attempted, e.g. ``"score"``.
         resource : str, optional
             The URI acted on.
-        outcome : {"success", "failure", "denied", "started", "interrupted"}
+        outcome : {"success", "failure", "denied", "started", "interrupted", "cancelled"}
             How it ended.
         reason : str, optional
             Why, for denials and failures.
@@ -227,6 +241,11 @@ class AuditLog:
             Who; defaults to the operating-system user.
         source : str, default "api"
             The component: ``"cli"``, ``"api"`` or ``"scheduler"``.
+        once : bool, default False
+            For a job's outcome: append only if job ``job_id`` has no record of
+            ``event_type`` but ``started`` yet, checked in the append's own transaction, so
+            of writers closing one job at once exactly one appends; the others get
+            :class:`~adp.observe.orphans.OutcomeExists`.
 
         Returns
         -------
@@ -243,6 +262,8 @@ class AuditLog:
         """
         if outcome not in OUTCOMES:
             raise ConfigError(f"outcome={outcome!r} is not one of {', '.join(OUTCOMES)}")
+        if once and (not job_id or outcome == "started"):
+            raise ConfigError(f"once=True appends a job's outcome: got {job_id=}, {outcome=}")
         for name, value in (("event_type", event_type), ("action", action), ("source", source)):
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"audit {name} must be a non-empty string, got {value!r}")
@@ -262,7 +283,7 @@ class AuditLog:
         try:
             with self._lock, self._checkpoints.locked():
                 checkpoint = self._checkpoints.read()
-                record = self._insert(fields, checkpoint)
+                record = self._insert(fields, checkpoint, once)
                 self._checkpoints.advance(record.seq, record.hash, record.time)
         except AuditError:
             self.failures += 1
@@ -276,10 +297,14 @@ class AuditLog:
         self.appended += 1
         return record
 
-    def _insert(self, fields: dict[str, Any], checkpoint: Checkpoint | None) -> AuditRecord:
+    def _insert(
+        self, fields: dict[str, Any], checkpoint: Checkpoint | None, once: bool = False
+    ) -> AuditRecord:
         for attempt in range(_RETRIES):
             try:
                 with self._store.write() as conn:
+                    if once and self._has_outcome(conn, fields["event_type"], fields["job_id"]):
+                        raise OutcomeExists(f"job {fields['job_id']!r} has an outcome already")
                     seq, prev = self._store.head(conn) or (0, GENESIS_HASH)
                     self._check_head(seq, prev, checkpoint, conn)
                     row = {**fields, "seq": seq + 1, "time": utc_iso(), "prev_hash": prev}
@@ -294,6 +319,13 @@ class AuditLog:
                     raise
                 _time.sleep(random.uniform(0.005, 0.02) * (1 + attempt // 5))
         raise AssertionError("unreachable")
+
+    def _has_outcome(self, conn: sa.Connection, event_type: str, job_id: str | None) -> bool:
+        col = self._store.table.c
+        other = sa.exists().where(
+            col.event_type == event_type, col.job_id == job_id, col.outcome != "started"
+        )
+        return bool(conn.execute(sa.select(other)).scalar())
 
     def _check_head(
         self, seq: int, prev: str, checkpoint: Checkpoint | None, conn: sa.Connection
@@ -400,15 +432,17 @@ class AuditLog:
             except AuditError as exc:
                 checkpoint, problem = None, str(exc)
             head = None if checkpoint is None else (checkpoint.seq, checkpoint.hash)
-            result = verify_chain(self._stream(), head, strict=strict, anchors=anchors)
+            marks = archive_marks(self._checkpoints)  # a prefix archived by adp retention
+            walk = functools.partial(
+                verify_from_archive, strict=strict, anchors=anchors, marks=marks
+            )
+            result = walk(self._stream(), head)
             intent = self._checkpoints.intent() if problem is None else None
             covered = 0 if head is None else head[0]
             if not result.ok and result.unanchored == 1 and intent and intent.seq == covered + 1:
                 # a writer died between committing its record and signing it: its signed
                 # write intent covers exactly that record, when the hashes agree
-                retried = verify_chain(
-                    self._stream(), (intent.seq, intent.hash), strict=strict, anchors=anchors
-                )
+                retried = walk(self._stream(), (intent.seq, intent.hash))
                 result = retried if retried.ok else result
         if problem is not None and (result.ok or result.unanchored):  # the cause, not its effect
             return VerificationResult(False, result.records_checked, None, problem, result.head_seq)

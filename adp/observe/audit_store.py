@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from adp.db import check_identifier, engine_for, parse_url, write_transaction
 from adp.errors import AuditError, ConfigError
@@ -227,6 +227,67 @@ class AuditStore:
                     yield dict(row._mapping)
         except SQLAlchemyError as exc:
             raise AuditError(f"cannot read the audit log {self.url}: {exc}") from exc
+
+    def create_archive(self, name: str) -> sa.Table:
+        """The archive table ``name`` (this table's columns), created when missing with its
+        own append-only triggers (:mod:`adp.observe.retention`).
+
+        Raises
+        ------
+        adp.errors.AuditError
+            When the table cannot be created.
+        """
+        archive = build_table(name)
+        try:
+            with self.write() as conn:
+                archive.metadata.create_all(conn, checkfirst=True)
+                for statement in append_only_ddl(conn.dialect, name):
+                    conn.exec_driver_sql(statement)
+        except SQLAlchemyError as exc:
+            raise AuditError(
+                f"cannot create the audit archive table {name!r} in {self.url}: {exc}"
+            ) from exc
+        return archive
+
+    def move(self, conn: Connection, archive: sa.Table, through: int) -> int:
+        """Copy the records up to ``seq`` ``through`` into ``archive`` and delete them here,
+        inside the caller's write transaction (:meth:`write`); returns how many moved.
+
+        The append-only trigger on ``DELETE`` is lifted for this delete only: dropped and
+        created again on SQLite, disabled and enabled on PostgreSQL, both inside the
+        transaction, so no other connection ever sees the table without it.
+
+        Raises
+        ------
+        adp.errors.AuditError
+            When the archive already holds one of these ``seq`` (another log's records,
+            archived before this log replaced it).
+        """
+        col = self.table.c
+        names = [c.name for c in archive.columns]
+        chosen = sa.select(*(col[n] for n in names)).where(col.seq <= through)
+        try:
+            conn.execute(sa.insert(archive).from_select(names, chosen))
+        except IntegrityError as exc:
+            raise AuditError(
+                f"the audit archive table {archive.name!r} in {self.url} already holds records "
+                f"numbered up to {through} (from a log this one replaced): archive them "
+                "elsewhere first, or use another audit table"
+            ) from exc
+        quote = conn.dialect.identifier_preparer.quote_identifier
+        target = quote(self.name)
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {quote(f'{self.name}_no_delete')}")
+        elif conn.dialect.name == "postgresql":
+            trigger = quote(f"{self.name}_no_change")
+            conn.exec_driver_sql(f"ALTER TABLE {target} DISABLE TRIGGER {trigger}")
+        moved = conn.execute(sa.delete(self.table).where(col.seq <= through)).rowcount
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"ALTER TABLE {target} ENABLE TRIGGER {trigger}")
+        else:
+            for statement in append_only_ddl(conn.dialect, self.name):
+                conn.exec_driver_sql(statement)
+        return int(moved)
 
     def close(self) -> None:
         """Release the database connections."""

@@ -8,6 +8,11 @@ missing outcome, ``interrupted`` with the reason ``"owner process gone"``, for e
 record whose owner ran on this host and is gone; jobs owned by another host, or whose owner
 is alive, are left alone. :func:`adp.jobs.runner.run_job` calls it before each job, and
 ``adp clean`` may call it too.
+
+Closing is exactly-once: several processes (or threads) may close orphans at the same time,
+each having read the same unfinished jobs, but the audit log appends a job's outcome only if
+the job has none yet, checked in the append's own write transaction
+(``AuditLog.append(..., once=True)``); the others get :class:`OutcomeExists` and move on.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from adp.observe.records import AuditRecord
 
 __all__ = [
     "ORPHAN_REASON",
+    "OutcomeExists",
     "Owner",
     "close_orphaned_jobs",
     "owner_gone",
@@ -42,10 +48,32 @@ _START_TOLERANCE = 0.5  # seconds: psutil's start times of one process agree far
 _WHERE = re.compile(r"^(?P<host>.+)/pid:(?P<pid>\d+)$")
 
 
+class OutcomeExists(Exception):
+    """The job already has an outcome: ``AuditLog.append(..., once=True)`` appended nothing.
+
+    Not an error: another writer closed the job first.
+    """
+
+
 class _Trail(AuditAppender, Protocol):
     """What closing needs of :class:`adp.observe.audit.AuditLog`."""
 
     def unfinished(self, event_type: str) -> list[AuditRecord]: ...
+
+    def append(  # what AuditAppender asks, and once=True
+        self,
+        event_type: str,
+        *,
+        action: str,
+        resource: str | None = ...,
+        outcome: str = ...,
+        reason: str | None = ...,
+        job_id: str | None = ...,
+        details: Any = ...,
+        identity: str | None = ...,
+        source: str = ...,
+        once: bool = ...,
+    ) -> AuditRecord: ...
 
 
 @dataclass(frozen=True)
@@ -121,7 +149,8 @@ def close_orphaned_jobs(log: _Trail, *, source: str = "api") -> int:
     For each ``job.run`` record with outcome ``started``, no outcome after it, and an owner
     on this host that is gone (see :func:`owner_gone`), append a ``job.run`` record with
     outcome ``interrupted``, reason :data:`ORPHAN_REASON`, and details linking the
-    ``started`` record and naming the owner.
+    ``started`` record and naming the owner. Each job is closed once, whoever else closes
+    orphans at the same time.
 
     Parameters
     ----------
@@ -133,7 +162,7 @@ def close_orphaned_jobs(log: _Trail, *, source: str = "api") -> int:
     Returns
     -------
     int
-        How many jobs were closed.
+        How many jobs this call closed (not those another writer closed first).
 
     Raises
     ------
@@ -145,16 +174,20 @@ def close_orphaned_jobs(log: _Trail, *, source: str = "api") -> int:
         owner = Owner.of(started)
         if owner is None or not owner_gone(owner):
             continue
-        log.append(
-            started.event_type,
-            action=started.action,
-            resource=started.resource,
-            outcome="interrupted",
-            reason=ORPHAN_REASON,
-            job_id=started.job_id,
-            details={"started_seq": started.seq, "owner": owner.to_dict()},
-            source=source,
-        )
+        try:
+            log.append(
+                started.event_type,
+                action=started.action,
+                resource=started.resource,
+                outcome="interrupted",
+                reason=ORPHAN_REASON,
+                job_id=started.job_id,
+                details={"started_seq": started.seq, "owner": owner.to_dict()},
+                source=source,
+                once=True,
+            )
+        except OutcomeExists:  # closed by another writer since unfinished() read it
+            continue
         closed += 1
         logger.info("closed the audit record of job %s: %s", started.job_id, ORPHAN_REASON)
     return closed
