@@ -27,6 +27,7 @@ from adp.clitools import LazyGroup
         "submit": "adp.service.cli:submit",
         "jobs": "adp.service.cli:jobs",
         "token": "adp.service.cli:token",
+        "retention": "adp.service.cli:retention",
     },
 )
 @click.version_option(package_name="adp")

@@ -20,6 +20,7 @@ from adp.clitools import LazyGroup
         "selection": "adp.bench.model_search:selection",
         "plugins": "adp.bench.plugin_overhead:plugins",
         "chaos": "adp.bench.chaos:chaos",
+        "service": "adp.bench.service_load:service",
     },
 )
 def bench() -> None:

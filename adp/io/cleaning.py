@@ -18,14 +18,13 @@ from typing import Any
 from adp.io.outputs import VERSIONS, read_manifest
 from adp.io.owners import (
     GRACE_SECONDS,
-    STALE_SECONDS,
     abandoned,
     fs_for,
     read_owner,
     registered,
     unregister,
 )
-from adp.io.staging import ASIDE, STAGING_MARK
+from adp.io.staging import ASIDE, RESUMABLE, STAGING_MARK
 from adp.paths import is_local, local_path
 
 
@@ -46,10 +45,15 @@ class Cleaned:
         return self
 
 
-def _remove(fs: Any, root: str, done: Cleaned, stale: float) -> None:
+def _remove(
+    fs: Any, root: str, done: Cleaned, stale: float | None, resumable: bool = False
+) -> None:
     """Remove the staging folder ``root`` if its owner is gone (restoring a moved-aside
-    dataset first)."""
+    dataset first); staging kept for a resumed job only when ``resumable``."""
     if not abandoned(fs, root, stale, grace=GRACE_SECONDS if _is_local_fs(fs) else 0.0):
+        done.kept.append(root)
+        return
+    if not resumable and fs.exists(f"{root}/{RESUMABLE}"):
         done.kept.append(root)
         return
     owner = read_owner(fs, root)
@@ -70,12 +74,18 @@ def _is_local_fs(fs: Any) -> bool:
 
 
 def clean_output(
-    uri: str, storage_options: dict[str, Any] | None = None, *, stale: float = STALE_SECONDS
+    uri: str,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    stale: float | None = None,
+    resumable: bool = False,
 ) -> Cleaned:
     """Remove the abandoned staging of the output at ``uri``.
 
     Local: the ``.<name>.adp-staging-*`` folders beside it. Object stores: the versions
-    under ``<uri>/_adp_v/`` that its manifest does not name and no live job owns.
+    under ``<uri>/_adp_v/`` that its manifest does not name and no live job owns. Staging
+    kept for a resumed job (:meth:`adp.io.staging.Staging.keep`) goes only with
+    ``resumable=True``.
     """
     done = Cleaned()
     if is_local(uri):
@@ -83,7 +93,7 @@ def clean_output(
         if target.parent.is_dir():
             for root in sorted(target.parent.glob(f".{target.name}{STAGING_MARK}*")):
                 fs, path = fs_for(str(root))
-                _remove(fs, path, done, stale)
+                _remove(fs, path, done, stale, resumable)
         return done
     fs, base = fs_for(uri, storage_options)
     manifest = read_manifest(uri, storage_options) or {}
@@ -95,19 +105,24 @@ def clean_output(
         return done
     for version in sorted(str(v).rstrip("/") for v in versions):
         if version.rsplit("/", 1)[-1] != current:
-            _remove(fs, version, done, stale)
+            _remove(fs, version, done, stale, resumable)
     return done
 
 
-def clean_registered(*, local_only: bool = False, stale: float = STALE_SECONDS) -> Cleaned:
+def clean_registered(
+    *, local_only: bool = False, stale: float | None = None, resumable: bool = False
+) -> Cleaned:
     """Remove the abandoned staging folders of the state directory's register.
 
     Parameters
     ----------
     local_only : bool
         Skip object-store staging (its credentials are not in the register).
-    stale : float
-        Seconds after which another host's heartbeat marks its owner gone.
+    stale : float, optional
+        Seconds after which another host's heartbeat marks its owner gone (default
+        ``adp.io.stale-seconds``).
+    resumable : bool
+        Remove staging kept for resumed jobs too.
     """
     done = Cleaned()
     for token, owner in registered():
@@ -119,7 +134,7 @@ def clean_registered(*, local_only: bool = False, stale: float = STALE_SECONDS) 
                 unregister(token)
                 continue
             before = len(done.removed)
-            _remove(fs, root, done, stale)
+            _remove(fs, root, done, stale, resumable)
             if len(done.removed) > before:
                 unregister(token)
         except OSError:  # an unreachable store: tried again next time

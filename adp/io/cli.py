@@ -28,28 +28,37 @@ __all__ = ["clean"]
     "--stale-after",
     type=click.FloatRange(min=1),
     default=None,
-    help="Seconds after which another host's heartbeat marks its job gone (default 120).",
+    help="Seconds after which another host's heartbeat marks its job gone "
+    "(default: adp.io.stale-seconds, 120 unless configured).",
+)
+@click.option(
+    "--resumable",
+    is_flag=True,
+    help="Also remove staging kept for a service job's resume (its owner gone).",
 )
 @fail_cleanly
-def clean(outputs: tuple[str, ...], endpoint_url: str | None, stale_after: float | None) -> None:
+def clean(
+    outputs: tuple[str, ...], endpoint_url: str | None, stale_after: float | None, resumable: bool
+) -> None:
     """Remove abandoned staging: the local register's, and that of each OUTPUT location.
 
     Staging on an object store is found through its OUTPUT (with --endpoint-url for a
-    store other than AWS; credentials come from the environment).
+    store other than AWS; credentials come from the environment). Staging a service job
+    keeps for its resume stays unless --resumable is given.
     """
     from adp.io.cleaning import clean_output, clean_registered
-    from adp.io.owners import STALE_SECONDS
+    from adp.io.owners import stale_seconds
     from adp.paths import check_allowed, check_storage_options, is_local
 
-    stale = stale_after or STALE_SECONDS
-    done = clean_registered(local_only=True, stale=stale)
+    stale = stale_after or stale_seconds()
+    done = clean_registered(local_only=True, stale=stale, resumable=resumable)
     for output in outputs:
         options = None
         if endpoint_url and not is_local(output):
             options = {"client_kwargs": {"endpoint_url": endpoint_url}}
         check_allowed(output)
         check_storage_options(options)
-        done.add(clean_output(output, options, stale=stale))
+        done.add(clean_output(output, options, stale=stale, resumable=resumable))
     for path in done.restored:
         click.echo(f"restored {path} (an interrupted overwrite had moved it aside)")
     for path in done.removed:

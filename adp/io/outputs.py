@@ -23,12 +23,15 @@ VERSIONS = "_adp_v"
 
 @dataclass(frozen=True)
 class WrittenPart:
-    """One written data file: its path, rows, bytes and flagged rows (if flagged)."""
+    """One written data file: its path, rows, bytes, flagged rows (if flagged) and the
+    SHA-256 of its bytes (recorded in the manifest; a resumed job reuses a staged file
+    only when it still verifies)."""
 
     path: str
     rows: int
     bytes: int
     anomalies: int | None = None
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)

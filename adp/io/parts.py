@@ -10,7 +10,10 @@ threshold's graph and scheduling grow with its partitions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import hashlib
+import json
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import dask
@@ -25,21 +28,80 @@ from dask.delayed import Delayed
 from adp.errors import AdpError
 from adp.io.footers import check_rows, undecodable
 from adp.io.outputs import WrittenPart
+from adp.io.s3 import S3_PROTOCOLS, use_bounded_s3
+from adp.paths import protocol_of
+
+
+def _url_to_fs(path: str, **storage_options: Any) -> tuple[Any, str]:
+    """``fsspec.core.url_to_fs``, with ADP's bounded S3 file system on S3 (workers too:
+    a dead endpoint fails in seconds, see :func:`adp.io.s3.use_bounded_s3`)."""
+    if protocol_of(path) in S3_PROTOCOLS:
+        use_bounded_s3()
+    fs, fs_path = fsspec.core.url_to_fs(path, **storage_options)
+    return fs, str(fs_path)
+
 
 #: Rows of staged scores per task of the threshold passes (8 bytes each).
 THRESHOLD_ROWS = 1_000_000
 
 
 def write_part(
-    part: pd.DataFrame, path: str, storage_options: dict[str, Any] | None = None
+    part: pd.DataFrame,
+    path: str,
+    storage_options: dict[str, Any] | None = None,
+    stamp: str | None = None,
 ) -> WrittenPart:
-    """Write one partition as a Parquet file (index kept) and describe it."""
+    """Write one partition as a Parquet file (index kept) and describe it, with the
+    SHA-256 of the bytes written.
+
+    With ``stamp`` (what the file's content depends on: the fitted model and the source),
+    a record ``<file>.json`` is written after the file, so a resumed job can reuse it
+    (:func:`reusable_parts`).
+    """
     table = pa.Table.from_pandas(part, preserve_index=True)
-    fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    data = sink.getvalue().to_pybytes()
+    fs, fs_path = _url_to_fs(path, **(storage_options or {}))
     with fs.open(fs_path, "wb") as f:
-        pq.write_table(table, f)
+        f.write(data)
     anomalies = int(part["is_anomaly"].sum()) if "is_anomaly" in part.columns else None
-    return WrittenPart(path, len(part), int(fs.size(fs_path)), anomalies)
+    written = WrittenPart(path, len(part), len(data), anomalies, hashlib.sha256(data).hexdigest())
+    if stamp is not None:
+        record = {**asdict(written), "stamp": stamp}
+        fs.pipe_file(f"{fs_path}.json", json.dumps(record).encode())
+    return written
+
+
+def verified_part(
+    path: str, stamp: str, storage_options: dict[str, Any] | None = None
+) -> WrittenPart | None:
+    """The staged file at ``path`` when its record says it was written for ``stamp`` and
+    its bytes still hash to the recorded SHA-256; None when it must be computed again."""
+    fs, fs_path = _url_to_fs(path, **(storage_options or {}))
+    try:
+        record = json.loads(fs.cat_file(f"{fs_path}.json"))
+        data = fs.cat_file(fs_path)
+    except (FileNotFoundError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("stamp") != stamp:
+        return None
+    if hashlib.sha256(data).hexdigest() != record.get("sha256") or len(data) != record.get("bytes"):
+        return None
+    return WrittenPart(
+        path, int(record["rows"]), len(data), record.get("anomalies"), record["sha256"]
+    )
+
+
+def reusable_parts(
+    folder: str, count: int, stamp: str, storage_options: dict[str, Any] | None = None
+) -> list[Delayed]:
+    """Lazy checks of the ``count`` staged files in ``folder``: each computes to its
+    :class:`WrittenPart` when it verifies for ``stamp`` (:func:`verified_part`), else None."""
+    return [
+        dask.delayed(verified_part)(part_path(folder, i), stamp, storage_options)
+        for i in range(count)
+    ]
 
 
 def inspect_and_write(
@@ -62,7 +124,7 @@ def inspect_and_write(
 
 def make_folder(folder: str, storage_options: dict[str, Any] | None = None) -> None:
     """Create ``folder`` (and its parents) if it does not exist."""
-    fs, fs_folder = fsspec.core.url_to_fs(folder, **(storage_options or {}))
+    fs, fs_folder = _url_to_fs(folder, **(storage_options or {}))
     fs.makedirs(fs_folder, exist_ok=True)
 
 
@@ -72,19 +134,39 @@ def part_path(folder: str, number: int) -> str:
 
 
 def write_partitions(
-    ddf: dd.DataFrame, folder: str, storage_options: dict[str, Any] | None = None
+    ddf: dd.DataFrame,
+    folder: str,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    stamp: str | None = None,
+    skip: Collection[int] = (),
 ) -> list[Delayed]:
     """Lazy tasks that write each partition of ``ddf`` as ``folder/part.NNNNN.parquet``.
+
+    Parameters
+    ----------
+    ddf : dask.dataframe.DataFrame
+        The partitions to write.
+    folder : str
+        Where.
+    storage_options : dict, optional
+        fsspec options.
+    stamp : str, optional
+        Record each file for reuse by a resumed job (see :func:`write_part`).
+    skip : collection of int
+        Partitions not to write (a resumed job's verified files).
 
     Returns
     -------
     list of Delayed
-        One per partition, each computing to a :class:`WrittenPart`, in partition order.
+        One per partition not skipped, each computing to a :class:`WrittenPart`, in
+        partition order.
     """
     make_folder(folder, storage_options)
     return [
-        dask.delayed(write_part)(part, part_path(folder, i), storage_options)
+        dask.delayed(write_part)(part, part_path(folder, i), storage_options, stamp)
         for i, part in enumerate(ddf.to_delayed())
+        if i not in skip
     ]
 
 
@@ -96,7 +178,7 @@ def _read_checked(
 ) -> pd.DataFrame:
     """Read one Parquet file whole, checking its rows against its footer (and ``rows``,
     what its writer reported), naming the file when they differ or a page is corrupt."""
-    fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    fs, fs_path = _url_to_fs(path, **(storage_options or {}))
     try:
         with fs.open(fs_path, "rb") as f:
             parquet = pq.ParquetFile(f)
@@ -194,8 +276,10 @@ __all__ = [
     "part_path",
     "read_staged",
     "read_staged_scores",
+    "reusable_parts",
     "staged_frame",
     "staged_scores",
+    "verified_part",
     "write_part",
     "write_partitions",
 ]

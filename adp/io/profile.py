@@ -4,6 +4,26 @@ Each partition is summarised on a worker (rows; per column: nulls, non-finite va
 smallest and largest value or a couple of distinct values); the client merges the small
 summaries. For a Parquet source, the files' footers are also compared (schemas only,
 no data read) to report schema differences between files.
+
+The quality score
+-----------------
+:attr:`DataProfile.quality` condenses the profile into one number in [0, 1] (the service's
+data-quality gate compares it with ``policy.quality.min_score``). It is the product of
+four components, each one minus the share of the data hit by one kind of defect::
+
+    completeness = 1 - missing cells / cells           (cells = rows x columns)
+    finiteness   = 1 - non-finite cells / cells        (+inf and -inf; NaN is missing)
+    variability  = 1 - constant columns / columns
+    consistency  = 1 - (files whose schema differs from the first readable file's
+                        + unreadable files) / files    (1 when no files were compared)
+    score        = completeness * finiteness * variability * consistency
+
+A product rather than a weighted mean: it needs no weights to choose, a clean dataset
+(and only a clean one) scores 1, a dataset wholly failing one check (every column
+constant, every file unreadable) scores 0 however good it is otherwise, and independent
+defects compound: 10% missing cells and a quarter of the columns constant give
+0.9 x 0.75 = 0.675. A dataset without rows or columns has completeness 0: there is
+nothing to use.
 """
 
 from __future__ import annotations
@@ -31,6 +51,45 @@ class ColumnProfile:
     constant: bool
     min: float | None = None
     max: float | None = None
+
+
+@dataclass(frozen=True)
+class QualityScore:
+    """A dataset's quality in [0, 1] and its four components (see the module docstring).
+
+    Attributes
+    ----------
+    score : float
+        ``completeness * finiteness * variability * consistency``.
+    completeness : float
+        One minus the share of missing (null or NaN) cells.
+    finiteness : float
+        One minus the share of infinite cells.
+    variability : float
+        One minus the share of constant columns.
+    consistency : float
+        One minus the share of files that differ from the first file's schema or cannot
+        be read; 1 when no files were compared.
+    """
+
+    score: float
+    completeness: float
+    finiteness: float
+    variability: float
+    consistency: float
+
+    def render(self) -> str:
+        """One line: the score and its components."""
+        return (
+            f"quality {self.score:.3f} (completeness {self.completeness:.3f}, finiteness "
+            f"{self.finiteness:.3f}, variability {self.variability:.3f}, consistency "
+            f"{self.consistency:.3f})"
+        )
+
+
+def _kept(bad: int, total: int) -> float:
+    """``1 - bad / total``, within [0, 1]."""
+    return min(1.0, max(0.0, 1.0 - bad / total))
 
 
 @dataclass(frozen=True)
@@ -68,6 +127,34 @@ class DataProfile:
         return [c.name for c in self.columns if c.constant]
 
     @property
+    def quality(self) -> QualityScore:
+        """The quality score in [0, 1] and its components.
+
+        ``score = completeness * finiteness * variability * consistency``, where
+        completeness is one minus the share of missing cells, finiteness one minus the
+        share of infinite cells, variability one minus the share of constant columns and
+        consistency one minus the share of files with a differing schema or that cannot
+        be read (the module docstring says why a product). A dataset without rows or
+        columns scores 0.
+        """
+        cells = self.rows * len(self.columns)
+        if cells == 0:
+            completeness = finiteness = 0.0
+        else:
+            completeness = _kept(sum(c.nulls for c in self.columns), cells)
+            finiteness = _kept(sum(c.non_finite for c in self.columns), cells)
+        variability = _kept(len(self.constant_columns), len(self.columns) or 1)
+        broken = len(self.schema_differences) + len(self.unreadable_files)
+        consistency = _kept(broken, self.files) if self.files else 1.0
+        return QualityScore(
+            score=completeness * finiteness * variability * consistency,
+            completeness=completeness,
+            finiteness=finiteness,
+            variability=variability,
+            consistency=consistency,
+        )
+
+    @property
     def dtypes(self) -> dict[str, str]:
         return {c.name: c.dtype for c in self.columns}
 
@@ -81,6 +168,7 @@ class DataProfile:
         """A JSON-serialisable dictionary (for the job summary)."""
         out = asdict(self)
         out["constant_columns"] = self.constant_columns
+        out["quality"] = asdict(self.quality)
         return out
 
     def render(self) -> str:
@@ -88,7 +176,8 @@ class DataProfile:
         lines = [
             f"{self.rows} rows in {self.partitions} partitions"
             + (f" ({len(self.empty_partitions)} empty)" if self.empty_partitions else "")
-            + f", {len(self.columns)} columns"
+            + f", {len(self.columns)} columns",
+            self.quality.render(),
         ]
         for c in self.columns:
             problems = []

@@ -28,7 +28,6 @@ score stage of :func:`adp.detect.detection.run_detection`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -36,17 +35,14 @@ from typing import Any, Protocol
 
 import dask
 import dask.dataframe as dd
+import fsspec
 import pandas as pd
-import sqlalchemy as sa
 from dask.delayed import Delayed
 
 from adp.db import (
     check_identifier,
-    connect_error,
-    engine_for,
     parse_url,
     safe_url,
-    write_transaction,
 )
 from adp.errors import ConfigError, OutputExistsError
 from adp.io.cleaning import clean_output, clean_registered
@@ -57,11 +53,18 @@ from adp.io.parts import (
     inspect_and_write,
     make_folder,
     part_path,
+    reusable_parts,
     staged_frame,
     staged_scores,
     write_partitions,
 )
-from adp.io.staging import MANIFEST, Staging, check_target, manifest_for
+from adp.io.staging import MANIFEST, Staging, check_target, manifest_for, resume_token
+from adp.io.table_manifests import (
+    MANIFEST_TABLE,
+    record_table_manifest,
+    table_exists,
+    table_manifest,
+)
 from adp.paths import check_allowed, check_storage_options
 
 #: Computes lazy tasks and returns their results in order; the second argument names what
@@ -71,9 +74,6 @@ Compute = Callable[[Sequence[Any], str], list[Any]]
 Step = Callable[[Delayed], Any]
 #: Called on each whole final partition before it is written; its results are returned.
 Inspect = Callable[[pd.DataFrame], Any]
-
-#: The table that holds the manifest of every table a :class:`TableSink` committed.
-MANIFEST_TABLE = "_adp_manifests"
 
 
 def compute_here(tasks: Sequence[Any], what: str) -> list[Any]:
@@ -86,6 +86,8 @@ class Sink(Protocol):
 
     uri: str
     step: Step | None
+    resume_key: str | None
+    reused_partitions: int
 
     def check(self) -> None:
         """Refuse, before any work, an output the mode does not allow writing to.
@@ -97,9 +99,10 @@ class Sink(Protocol):
         """
 
     def session(
-        self, compute: Compute | None = None, step: Step | None = None
+        self, compute: Compute | None = None, step: Step | None = None, stamp: str | None = None
     ) -> AbstractContextManager[Sink]:
-        """Open the staging area; it is removed on exit, committed or not."""
+        """Open the staging area; it is removed on exit, committed or not (kept for the
+        next attempt of a resumable job that failed)."""
 
     def stage(self, raw: dd.DataFrame) -> dd.DataFrame:
         """Write ``raw`` (index, key columns, ``score``) and return a frame reading it back."""
@@ -116,18 +119,35 @@ class Sink(Protocol):
         """Put the written ``parts`` in place, with ``manifest``."""
 
 
+def _has_records(folder: str, storage_options: dict[str, Any] | None) -> bool:
+    """Whether an earlier attempt left records of staged files in ``folder``."""
+    fs, path = fsspec.core.url_to_fs(folder, **(storage_options or {}))
+    return bool(fs.glob(f"{path}/part.*.parquet.json"))
+
+
 class _StagedSink:
     """What both sinks share: a staging folder, the staged raw scores, the final files."""
 
     uri: str
     step: Step | None = None
 
-    def __init__(self, storage_options: dict[str, Any] | None) -> None:
+    def __init__(
+        self, storage_options: dict[str, Any] | None, resume_key: str | None = None
+    ) -> None:
         self._options = storage_options
         self._staging: Staging | None = None
         self._compute: Compute = compute_here
         self._raw: list[WrittenPart] = []
         self._staged: dd.DataFrame | None = None
+        self.resume_key = resume_key
+        self._stamp: str | None = None
+        #: Staged score files a resumed attempt found verified and did not compute again.
+        self.reused_partitions = 0
+
+    @property
+    def _token(self) -> str | None:
+        """The staging token every attempt of a resumable job shares."""
+        return resume_token(self.resume_key) if self.resume_key else None
 
     def _new_staging(self) -> Staging:
         raise NotImplementedError
@@ -141,8 +161,14 @@ class _StagedSink:
         return self._staging
 
     @contextmanager
-    def session(self, compute: Compute | None = None, step: Step | None = None) -> Iterator[Any]:
-        """Open the staging area; it is removed on exit, committed or not.
+    def session(
+        self,
+        compute: Compute | None = None,
+        step: Step | None = None,
+        stamp: str | None = None,
+    ) -> Iterator[Any]:
+        """Open the staging area; it is removed on exit, committed or not (a resumable
+        sink's is kept when the block fails, for the job's next attempt).
 
         Parameters
         ----------
@@ -150,17 +176,29 @@ class _StagedSink:
             ``compute(tasks, what)``: computes the staging writes; default ``dask.compute``.
         step : callable, optional
             Computes one threshold pass; None computes the threshold in one graph.
+        stamp : str, optional
+            What the staged scores depend on (the fitted model and the source): a
+            resumable sink reuses a staged file only when it was written for this stamp
+            and its bytes still verify.
         """
         if self._staging is not None:
             raise ConfigError(f"the sink for {self.uri!r} already has an open session")
         staging = self._new_staging().open()
         self._staging, self._compute, self.step = staging, compute or compute_here, step
+        self._stamp = stamp if self.resume_key else None
+        failed = False
         try:
             yield self
+        except BaseException:
+            failed = True
+            raise
         finally:
             self._staging, self._compute, self.step = None, compute_here, None
-            self._raw, self._staged = [], None
-            staging.cleanup()
+            self._raw, self._staged, self._stamp = [], None, None
+            if failed and self.resume_key and not staging.committed:
+                staging.keep()
+            else:
+                staging.cleanup()
 
     def stage(self, raw: dd.DataFrame) -> dd.DataFrame:
         """Write every partition of ``raw`` (one task each), then read them back lazily.
@@ -171,8 +209,16 @@ class _StagedSink:
             One partition per partition of ``raw``, each reading its staged file.
         """
         staging = self._open()
-        tasks = write_partitions(raw, staging.path("raw"), self._options)
-        self._raw = list(self._compute(tasks, "score"))
+        folder = staging.path("raw")
+        reused: dict[int, WrittenPart] = {}
+        if self._stamp is not None and _has_records(folder, self._options):
+            checks = reusable_parts(folder, raw.npartitions, self._stamp, self._options)
+            found = self._compute(checks, "verify")
+            reused = {i: part for i, part in enumerate(found) if part is not None}
+        self.reused_partitions = len(reused)
+        tasks = write_partitions(raw, folder, self._options, stamp=self._stamp, skip=reused)
+        written = iter(self._compute(tasks, "score") if tasks else [])
+        self._raw = [reused[i] if i in reused else next(written) for i in range(raw.npartitions)]
         self._staged = staged_frame(self._raw, raw._meta, self._options)
         return self._staged
 
@@ -229,6 +275,9 @@ class FolderSink(_StagedSink):
     sources : sequence, optional
         The job's sources (URIs, or source specs with ``uri`` and ``options``): the output
         may not be, contain or lie inside any of them.
+    resume_key : str, optional
+        Make the job resumable under this key (the service's job id): a failed attempt
+        leaves its staging, and the next reuses every staged score file that verifies.
     """
 
     def __init__(
@@ -238,13 +287,14 @@ class FolderSink(_StagedSink):
         storage_options: dict[str, Any] | None = None,
         *,
         sources: Sequence[Any] = (),
+        resume_key: str | None = None,
     ) -> None:
         if mode not in ("error", "overwrite"):
             raise ConfigError(
                 f"output.mode {mode!r} does not apply to a folder output: use 'error' or "
                 "'overwrite' ('upsert' needs a database output with 'table')"
             )
-        super().__init__(storage_options)
+        super().__init__(storage_options, resume_key)
         self.uri = uri
         self.mode = mode
         self.sources = list(sources)
@@ -273,7 +323,13 @@ class FolderSink(_StagedSink):
         check_target(self.uri, self.mode, self._options)  # type: ignore[arg-type]
 
     def _new_staging(self) -> Staging:
-        return Staging(self.uri, self.mode, self._options)  # type: ignore[arg-type]
+        return Staging(
+            self.uri,
+            self.mode,  # type: ignore[arg-type]
+            self._options,
+            token=self._token,
+            resumable=self.resume_key,
+        )
 
     def commit(self, parts: Sequence[WrittenPart], manifest: Mapping[str, Any]) -> None:
         """Move the final folder into place; ``_adp_manifest.json`` is written last."""
@@ -300,6 +356,8 @@ class TableSink(_StagedSink):
         ``<adp.state-dir>/staging``.
     sources : sequence, optional
         The job's sources: the output table may not be one of them.
+    resume_key : str, optional
+        As for :class:`FolderSink`.
     """
 
     def __init__(
@@ -311,10 +369,11 @@ class TableSink(_StagedSink):
         key: Sequence[str] = (),
         staging_dir: str | Path | None = None,
         sources: Sequence[Any] = (),
+        resume_key: str | None = None,
     ) -> None:
         if mode not in ("error", "overwrite", "upsert"):
             raise ConfigError(f"output.mode must be 'error', 'overwrite' or 'upsert', got {mode!r}")
-        super().__init__(None)
+        super().__init__(None, resume_key)
         self.uri = url
         self.table = table
         self.mode = mode
@@ -344,7 +403,9 @@ class TableSink(_StagedSink):
             folder = settings().state_dir / "staging"
         else:
             folder = Path(self.staging_dir)
-        return Staging(self.uri, "overwrite", base=folder)
+        return Staging(
+            self.uri, "overwrite", base=folder, token=self._token, resumable=self.resume_key
+        )
 
     def commit(self, parts: Sequence[WrittenPart], manifest: Mapping[str, Any]) -> None:
         """Write the staged rows into the table in one transaction, then its manifest row."""
@@ -357,52 +418,6 @@ class TableSink(_StagedSink):
         record_table_manifest(self.uri, self.table, {**manifest, "table": self.table})
 
 
-def table_exists(url: str, table: str) -> bool:
-    """Whether ``table`` exists in the database at ``url``.
-
-    Raises
-    ------
-    adp.errors.SourceError
-        When the database cannot be reached (password hidden).
-    """
-    engine = engine_for(url)
-    try:
-        return bool(sa.inspect(engine).has_table(check_identifier(table)))
-    except sa.exc.OperationalError as exc:
-        raise connect_error(url, exc) from None
-
-
-def _manifests(metadata: sa.MetaData) -> sa.Table:
-    return sa.Table(
-        MANIFEST_TABLE,
-        metadata,
-        sa.Column("table_name", sa.String(63), primary_key=True),
-        sa.Column("manifest", sa.Text, nullable=False),
-    )
-
-
-def record_table_manifest(url: str, table: str, manifest: Mapping[str, Any]) -> None:
-    """Keep ``manifest`` as the row of ``table`` in :data:`MANIFEST_TABLE` (replacing it)."""
-    manifests = _manifests(sa.MetaData())
-    with write_transaction(engine_for(url)) as conn:
-        manifests.create(conn, checkfirst=True)
-        conn.execute(sa.delete(manifests).where(manifests.c.table_name == table))
-        text = json.dumps(dict(manifest), default=str)
-        conn.execute(sa.insert(manifests).values(table_name=table, manifest=text))
-
-
-def table_manifest(url: str, table: str) -> dict[str, Any] | None:
-    """The manifest of the last commit into ``table``, or None when it has none."""
-    if not table_exists(url, MANIFEST_TABLE):
-        return None
-    manifests = _manifests(sa.MetaData())
-    with engine_for(url).connect() as conn:
-        text = conn.execute(
-            sa.select(manifests.c.manifest).where(manifests.c.table_name == table)
-        ).scalar_one_or_none()
-    return None if text is None else dict(json.loads(text))
-
-
 def sink_for(
     uri: str,
     *,
@@ -412,6 +427,7 @@ def sink_for(
     key: Sequence[str] = (),
     staging_dir: str | Path | None = None,
     sources: Sequence[Any] | None = None,
+    resume_key: str | None = None,
 ) -> Sink:
     """The sink of an output: a :class:`TableSink` when ``table`` is given, else a folder.
 
@@ -432,13 +448,23 @@ def sink_for(
     sources : sequence, optional
         The job's sources (URIs, or source specs with ``uri`` and ``options``), which the
         sink's check refuses to write over (see :mod:`adp.io.guard`).
+    resume_key : str, optional
+        Make the job resumable under this key (see :class:`FolderSink`).
     """
     sources = list(sources or ())
     if table is not None:
         if storage_options:
             raise ConfigError("output.storage_options do not apply to a database output")
-        return TableSink(uri, table, mode, key=key, staging_dir=staging_dir, sources=sources)
-    return FolderSink(uri, mode, storage_options, sources=sources)
+        return TableSink(
+            uri,
+            table,
+            mode,
+            key=key,
+            staging_dir=staging_dir,
+            sources=sources,
+            resume_key=resume_key,
+        )
+    return FolderSink(uri, mode, storage_options, sources=sources, resume_key=resume_key)
 
 
 __all__ = [

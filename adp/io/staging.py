@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
@@ -58,6 +60,17 @@ from adp.paths import check_allowed, check_storage_options, is_local, local_path
 Mode = Literal["error", "overwrite"]
 #: The marker in the name of a local staging folder beside its output.
 STAGING_MARK = ".adp-staging-"
+#: The file that marks a staging folder kept for a resumed attempt of its job.
+RESUMABLE = "_adp_resumable"
+_TOKEN = re.compile(r"[0-9a-f]{16}")
+
+
+def resume_token(key: str) -> str:
+    """The staging token of every attempt of the resumable job ``key`` (a digest: nothing
+    of the key itself reaches a path)."""
+    return hashlib.sha256(f"adp-resume:{key}".encode()).hexdigest()[:16]
+
+
 #: Inside a local staging folder: where an overwritten dataset waits until the commit ends.
 ASIDE = "old"
 
@@ -156,6 +169,13 @@ class Staging:
         commit is not a folder's); nothing is derived from job or output names.
     heartbeat : float, optional
         Seconds between heartbeats while the staging is open.
+    token : str, optional
+        The staging folder's token (16 hex digits); default a random one. A resumable job
+        passes the same token at every attempt (:func:`resume_token`) to find its staging.
+    resumable : str, optional
+        The key of the resumable job this staging belongs to: the folder is marked
+        (``_adp_resumable``) when it opens, so cleaning passes it by even when its owner
+        was killed, until the job commits or ``adp clean --resumable`` removes it.
     """
 
     def __init__(
@@ -166,11 +186,16 @@ class Staging:
         *,
         base: str | os.PathLike[str] | None = None,
         heartbeat: float | None = None,
+        token: str | None = None,
+        resumable: str | None = None,
     ) -> None:
         self.uri = uri.rstrip("/") or uri
         self.mode = mode
         self.storage_options = storage_options
-        self.token = uuid.uuid4().hex[:16]
+        if token is not None and not _TOKEN.fullmatch(token):
+            raise ConfigError(f"a staging token is 16 hex digits, got {token!r}")
+        self.token = token or uuid.uuid4().hex[:16]
+        self.resumable = resumable
         self.local = base is not None or is_local(self.uri)
         self.target: Path | None = None
         if base is not None:
@@ -204,6 +229,8 @@ class Staging:
         target = str(self.target) if self.target else "" if self.local else shown(self.uri)
         owner = Owner.here(self.root, target)
         fs.pipe_file(f"{root}/{OWNER}", owner.to_json().encode())
+        if self.resumable is not None:
+            fs.pipe_file(f"{root}/{RESUMABLE}", json.dumps({"job": self.resumable}).encode())
         register(self.token, owner)
         every = self._heartbeat_every
         self._heartbeat = Heartbeat(fs, root, **({"every": every} if every else {})).start()
@@ -309,6 +336,13 @@ class Staging:
             pass
         unregister(self.token)
 
+    def keep(self) -> None:
+        """Leave the (resumable) staging folder for the job's next attempt: stop the
+        heartbeat, remove nothing."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+
     @contextmanager
     def session(self) -> Iterator[Staging]:
         """Open the staging folder; it is removed on exit, committed or not."""
@@ -333,10 +367,12 @@ def manifest_for(parts: Sequence[WrittenPart], **fields: Any) -> dict[str, Any]:
 __all__ = [
     "ASIDE",
     "MANIFEST",
+    "RESUMABLE",
     "STAGING_MARK",
     "Mode",
     "Staging",
     "check_target",
     "local_staging_root",
     "manifest_for",
+    "resume_token",
 ]

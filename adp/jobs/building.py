@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from adp.detect.base import BaseDetector
 from adp.detect.detector import create_detector
 from adp.detect.threshold import Threshold, from_spec
@@ -21,8 +23,9 @@ def job_output(spec: JobSpec) -> OutputSpec:
     return spec.output
 
 
-def job_sink(spec: JobSpec) -> Sink:
-    """The sink of the spec's output section (checked before any work)."""
+def job_sink(spec: JobSpec, resume_key: str | None = None) -> Sink:
+    """The sink of the spec's output section (checked before any work); resumable under
+    ``resume_key`` when given (see :class:`adp.io.sinks.FolderSink`)."""
     output = job_output(spec)
     return sink_for(
         output.uri,
@@ -31,7 +34,24 @@ def job_sink(spec: JobSpec) -> Sink:
         storage_options=output.storage_options,
         key=spec.source.key,
         sources=[spec.source],
+        resume_key=resume_key,
     )
+
+
+def staging_stamp(spec: JobSpec, model_digest: str, frame: Any) -> str:
+    """What a job's staged scores depend on: the fitted model (the SHA-256 of its pickled
+    bytes), the source's fingerprint (its file listing, or its frame) and the source
+    section. A resumed attempt reuses staged scores only for the same stamp, so another
+    model, or changed data, computes them again."""
+    import hashlib
+
+    from adp.models.fingerprint import fingerprint_source
+
+    digest = hashlib.sha256(model_digest.encode())
+    source = spec.source
+    digest.update(fingerprint_source(source.uri, frame, source.storage_options).encode())
+    digest.update(source.model_dump_json().encode())
+    return digest.hexdigest()
 
 
 def require_detector(spec: JobSpec) -> None:
@@ -82,4 +102,11 @@ def job_threshold(spec: JobSpec) -> Threshold | float | str | None:
     return None  # the detector's own contamination
 
 
-__all__ = ["build_detector", "job_output", "job_sink", "job_threshold", "require_detector"]
+__all__ = [
+    "build_detector",
+    "job_output",
+    "job_sink",
+    "job_threshold",
+    "require_detector",
+    "staging_stamp",
+]

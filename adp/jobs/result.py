@@ -30,6 +30,8 @@ class JobResult:
     evaluation: Evaluation | None = None
     profile: DataProfile | None = None
     report_path: str | None = None
+    #: Partitions whose staged scores a resumed attempt reused (verified, not recomputed).
+    reused_partitions: int = 0
 
     @property
     def anomaly_share(self) -> float:
@@ -51,6 +53,7 @@ class JobResult:
             "fit_rows": self.fit_rows,
             "wall_seconds": self.wall_seconds,
             "stage_seconds": dict(self.stage_seconds),
+            "reused_partitions": self.reused_partitions,
         }
         if self.evaluation is not None:
             out["evaluation"] = {

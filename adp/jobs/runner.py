@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -46,10 +47,18 @@ from rich.console import Console
 
 from adp.cluster import cluster_for
 from adp.cluster.lost import lost_scheduler_is_an_error, scheduler_lost
+from adp.detect.base import BaseDetector
 from adp.detect.detection import run_detection
 from adp.io.profile import DataProfile, profile
 from adp.io.sinks import Sink, WrittenPart, manifest_for
-from adp.jobs.building import build_detector, job_output, job_sink, job_threshold, require_detector
+from adp.jobs.building import (
+    build_detector,
+    job_output,
+    job_sink,
+    job_threshold,
+    require_detector,
+    staging_stamp,
+)
 from adp.jobs.evaluation import Evaluation, evaluate_partition
 from adp.jobs.interrupts import (
     InterruptGuard,
@@ -62,7 +71,9 @@ from adp.jobs.preflight import preflight, with_io_timeouts
 from adp.jobs.progress import ProgressCallback, StopCheck, compute_with_progress
 from adp.jobs.refusal import job_error, record_refusal
 from adp.jobs.result import JobResult
+from adp.jobs.resume import ModelKeeper
 from adp.jobs.spec import JobSpec
+from adp.models.store import serialize
 from adp.observe.audit import AuditLog, audited, close_orphaned_jobs
 from adp.observe.events import report_client
 from adp.observe.orphans import process_owner
@@ -95,6 +106,8 @@ def run_job(
     progress: ProgressCallback | None = None,
     stop_check: StopCheck | None = None,
     quality_gate: Callable[[DataProfile], None] | None = None,
+    resume_key: str | None = None,
+    keeper: ModelKeeper | None = None,
 ) -> JobResult:
     """Run a job spec: fit, score every partition, threshold globally, write atomically.
 
@@ -138,6 +151,15 @@ def run_job(
         Called with the source's profile (computed even when the spec does not ask for
         one) before the detector is fitted; what it raises stops the job before any
         scoring (the service's data-quality gate).
+    resume_key : str, optional
+        Make the job resumable under this key (the service's job id): a failed, cancelled
+        or interrupted attempt leaves its staged scores with their SHA-256, and the next
+        attempt under the same key computes only the partitions that are missing or do
+        not verify (for the same fitted model and source).
+    keeper : ModelKeeper, optional
+        With ``resume_key``: where the fitted model is kept between attempts (a resumed
+        attempt scores with the model the first one fitted). Without one, every attempt
+        fits again and staged scores are reused only when the refit pickles identically.
 
     Returns
     -------
@@ -163,7 +185,7 @@ def run_job(
         if check:
             preflight(spec, report_path=report_path)
         spec = with_io_timeouts(spec)
-        sink = job_sink(spec)
+        sink = job_sink(spec, resume_key)
         sink.check()
     except Exception as exc:
         reason = job_error(exc, spec)
@@ -180,7 +202,17 @@ def run_job(
     job_id = job_id or uuid.uuid4().hex
     owner = process_owner().to_dict()
     with InterruptGuard() as guard:
-        audit = _JobAudit(log, job_id, origin, guard, identity, progress, stop_check, quality_gate)
+        audit = _JobAudit(
+            log,
+            job_id,
+            origin,
+            guard,
+            identity=identity,
+            progress=progress,
+            stop_check=stop_check,
+            quality_gate=quality_gate,
+            keeper=keeper,
+        )
         log.append(
             "job.submit",
             action="submit",
@@ -282,6 +314,7 @@ class _JobAudit:
     progress: ProgressCallback | None = None
     stop_check: StopCheck | None = None
     quality_gate: Callable[[DataProfile], None] | None = None
+    keeper: ModelKeeper | None = None
 
     def annotate(self) -> Any:
         """Annotate the graphs submitted inside with the job id (the scheduler audits it)."""
@@ -297,6 +330,15 @@ class _JobAudit:
             source=self.origin,
             identity=self.identity,
         )
+
+
+def _keep(detector: BaseDetector, keeper: ModelKeeper | None) -> str:
+    """The SHA-256 of the fitted model's pickled bytes, kept by ``keeper`` when given."""
+    data = serialize(detector)
+    digest = hashlib.sha256(data).hexdigest()
+    if keeper is not None:
+        keeper.save(data, digest)
+    return digest
 
 
 def _execute(
@@ -326,7 +368,8 @@ def _execute(
             audit.quality_gate(data_profile)
 
     t0 = time.perf_counter()
-    detector = build_detector(spec)
+    kept = audit.keeper.load() if audit.keeper is not None else None
+    detector = kept[0] if kept is not None else build_detector(spec)
     if not detector.is_fitted:
         detector.fit(
             ddf,
@@ -360,7 +403,11 @@ def _execute(
         with audit.annotate():
             return c.compute(value).result()
 
-    with sink.session(compute=compute, step=step), _stopped_cleanly(c):
+    stamp = None
+    if sink.resume_key:
+        digest = kept[1] if kept is not None else _keep(detector, audit.keeper)
+        stamp = staging_stamp(spec, digest, ddf)
+    with sink.session(compute=compute, step=step, stamp=stamp), _stopped_cleanly(c):
         t0 = time.perf_counter()
         detection = run_detection(
             detector,
@@ -406,6 +453,7 @@ def _execute(
         manifest = manifest_for(
             parts,
             job=spec.name,
+            job_id=audit.job_id,
             detector=detector.name,
             params=detector.get_params(),
             features=detector.features_,
@@ -437,4 +485,5 @@ def _execute(
         stage_seconds=stage_seconds,
         evaluation=evaluation,
         profile=data_profile,
+        reused_partitions=sink.reused_partitions,
     )

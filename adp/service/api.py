@@ -8,7 +8,8 @@ statuses: a spec that does not validate 422 (the field named), a policy denial 4
 unknown job 404, a job in the wrong state 409.
 """
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -24,9 +25,8 @@ from adp.service.control import JobNotFound
 from adp.service.identity import AuthenticationError, Identity
 from adp.service.server import Service
 from adp.service.store import STATES
+from adp.service.web import TOKEN_COOKIE, mount_pages
 
-#: The cookie the web pages keep the token in.
-TOKEN_COOKIE = "adp_token"  # noqa: S105 - a cookie name, not a secret
 #: The longest error text an answer carries.
 DETAIL_LIMIT = 600
 
@@ -58,23 +58,33 @@ def _metrics(service: Service) -> tuple[CollectorRegistry, Counter, Counter]:
     return registry, submitted, denied
 
 
-def create_app(service: Service) -> FastAPI:
+def create_app(service: Service, *, close_on_shutdown: bool = False) -> FastAPI:
     """The FastAPI application of ``service`` (``adp serve`` runs it on uvicorn).
 
     Parameters
     ----------
     service : Service
         The started service.
+    close_on_shutdown : bool, default False
+        Close the service when the application shuts down (uvicorn's SIGTERM or SIGINT):
+        running jobs end ``interrupted``, its cluster is closed.
 
     Returns
     -------
     fastapi.FastAPI
     """
-    from adp import __version__
+    from importlib.metadata import version
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_on_shutdown:
+            await run_in_threadpool(service.close)
 
     app = FastAPI(
+        lifespan=lifespan,
         title="ADP service",
-        version=__version__,
+        version=version("adp"),
         description="Submit anomaly-detection jobs to a shared Dask cluster and follow them.",
     )
     app.state.service = service
@@ -183,12 +193,7 @@ def create_app(service: Service) -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
-    try:
-        from adp.service.web import mount_pages
-    except ImportError:  # pragma: no cover - the pages are part of the package
-        pass
-    else:
-        mount_pages(app, service, caller)
+    mount_pages(app, service, caller)
     return app
 
 

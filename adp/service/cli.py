@@ -10,9 +10,10 @@ from typing import Any
 import click
 
 from adp.clitools import fail_cleanly
+from adp.service.retention_cli import retention
 from adp.service.token_cli import token
 
-__all__ = ["jobs", "serve", "submit", "token"]
+__all__ = ["jobs", "retention", "serve", "submit", "token"]
 
 _server = click.option("--server", help="The service's URL (default: adp.service.url).")
 _token = click.option(
@@ -69,7 +70,7 @@ def serve(
             err=True,
         )
         uvicorn.run(
-            create_app(service),
+            create_app(service, close_on_shutdown=True),
             host=options.host,
             port=options.port,
             log_level="warning",
@@ -113,7 +114,8 @@ def list_command(state: str | None, as_json: bool, server: str | None, token: st
             click.echo(json.dumps(job))
         return
     table = Table(title=f"{len(found)} jobs")
-    for column in ("id", "name", "owner", "state", "progress", "seconds"):
+    table.add_column("id", no_wrap=True, min_width=32)
+    for column in ("name", "owner", "state", "progress", "seconds"):
         table.add_column(column)
     for job in found:
         p = job["progress"]

@@ -10,17 +10,19 @@ Errors are ADP's own: :class:`~adp.errors.AccessDeniedError` (403),
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from adp.errors import AccessDeniedError, ConfigError, SpecError
+from adp.io.profile import DataProfile
 from adp.jobs.spec import JobSpec
 from adp.observe.audit import AuditLog
 from adp.paths import is_local
 from adp.redact import redact_url
 from adp.service.identity import Identity
-from adp.service.policy import Decision, Policy, job_checks
+from adp.service.policy import Decision, Policy, job_checks, quality_gate
 from adp.service.store import JobRecord, JobStore
 
 #: The largest job spec the service reads, in bytes.
@@ -68,6 +70,38 @@ def _absolute_paths(data: Any) -> None:
                         "know your working directory: give an absolute path (adp submit "
                         "resolves them for you)"
                     )
+
+
+def _parse(text: str) -> Any:
+    """A spec's text as data: JSON (what the client sends) directly, else YAML."""
+    import json
+
+    import yaml
+
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass  # YAML flow mappings start with "{" too
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"the job spec is not valid YAML or JSON: {exc}") from None
+
+
+def _check_detector(spec: JobSpec) -> None:
+    """The detector's name and parameters (and a registered model's existence), checked
+    at submit time so a typo is a 422 naming the field, not a failed job."""
+    from adp.errors import DetectorError, ModelNotFoundError
+    from adp.jobs.preflight import check_detector
+
+    try:
+        check_detector(spec)
+    except DetectorError as exc:
+        field = "detector.name" if str(exc).startswith("unknown detector") else "detector.params"
+        raise SpecError(f"{field}: {exc}") from None
+    except ModelNotFoundError as exc:
+        raise SpecError(f"detector.model: {exc}") from None
 
 
 class JobControl:
@@ -131,6 +165,37 @@ class JobControl:
             return str(exc)
         return decision.reason  # pragma: no cover - deny always raises
 
+    def quality_gate(self, record: JobRecord) -> Callable[[DataProfile], None] | None:
+        """The data-quality gate of a job (None when the policy sets no minimum): called
+        with the source's profile before fitting, it audits an override and raises
+        (audited) :class:`AccessDeniedError` for data below ``quality.min_score``."""
+        if self.policy.quality.min_score is None:
+            return None
+
+        def gate(profile: DataProfile) -> None:
+            quality = profile.quality
+            decision = quality_gate(self.policy, record.roles, quality.score)
+            if not decision.allowed:
+                self.deny(
+                    record.owner,
+                    replace(decision, resource=record.spec["source"]["uri"]),
+                    job_id=record.id,
+                )
+            self.store.log(record.id, f"data {quality.render()}: {decision.reason}")
+            if "overridden" in decision.reason:
+                self.audit_log.append(
+                    "policy.decision",
+                    action=decision.action,
+                    resource=decision.resource,
+                    outcome="success",
+                    reason=decision.reason,
+                    job_id=record.id,
+                    identity=record.owner,
+                    source="service",
+                )
+
+        return gate
+
     # -- jobs --------------------------------------------------------------------------
     def submit(self, who: Identity, text: str | bytes) -> JobRecord:
         """Validate a job spec (YAML or JSON text), check the policy, and queue the job.
@@ -149,16 +214,12 @@ class JobControl:
                 text = text.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise SpecError(f"the job spec is not UTF-8 text (byte {exc.start})") from None
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise SpecError(f"the job spec is not valid YAML or JSON: {exc}") from None
+        data = _parse(text)
         _absolute_paths(data)
         spec = JobSpec.from_dict(data, origin="job spec")
         if spec.output is None or spec.detector is None:
             raise SpecError("the service runs scoring jobs: give 'detector' and 'output'")
+        _check_detector(spec)
         self.check(who, job_checks(spec))
         record = self.store.create(
             name=spec.name,

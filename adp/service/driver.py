@@ -22,11 +22,13 @@ from typing import Any
 from distributed import Client
 
 from adp.errors import AdpError, one_line
+from adp.io.profile import DataProfile
 from adp.jobs.interrupts import JobCancelled, JobInterrupted
 from adp.jobs.refusal import job_error
 from adp.jobs.runner import JobResult, run_job
 from adp.jobs.spec import JobSpec
 from adp.observe.audit import AuditLog
+from adp.service.fitted import KeptModel
 from adp.service.store import JobRecord, JobStore
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ logger = logging.getLogger(__name__)
 #: ``authorize(record, spec)``: None to let the job start, else why it may not (the
 #: policy is checked again when a job starts, not only when it is submitted).
 Authorize = Callable[[JobRecord, JobSpec], str | None]
+#: ``quality(record)``: the job's data-quality gate, or None when the policy sets none.
+QualityGate = Callable[[JobRecord], Callable[[DataProfile], None] | None]
 #: Seconds between two looks at the queue when nothing wakes the driver.
 POLL_SECONDS = 0.5
 #: The longest error text kept in a job's row.
@@ -67,6 +71,8 @@ class JobDriver:
         Where each job's HTML report is written (``<id>.html``).
     authorize : callable, optional
         Checked when a job starts (see :data:`Authorize`).
+    quality : callable, optional
+        Gives each job's data-quality gate (see :data:`QualityGate`).
     """
 
     def __init__(
@@ -78,13 +84,16 @@ class JobDriver:
         max_running: int,
         reports_dir: Path,
         authorize: Authorize | None = None,
+        quality: QualityGate | None = None,
     ) -> None:
         self.store = store
         self.address = scheduler_address
         self.audit_log = audit_log
         self.max_running = max_running
         self.reports_dir = reports_dir
+        self.models_dir = reports_dir.parent / "models"
         self.authorize = authorize
+        self.quality = quality
         self._slots = threading.Semaphore(max_running)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -179,10 +188,15 @@ class JobDriver:
             return self._end(record, "failed", error=str(job_error(exc, spec)))
         summary = result.to_dict()
         report_path = self._report(record, spec, result, report)
+        reused = (
+            f", {result.reused_partitions} of {result.partitions} partitions' scores reused"
+            if result.reused_partitions
+            else ""
+        )
         store.log(
             record.id,
             f"succeeded: {result.rows} rows, {result.anomalies} anomalies, threshold "
-            f"{result.threshold:.6g}, in {result.wall_seconds:.1f} s",
+            f"{result.threshold:.6g}, in {result.wall_seconds:.1f} s{reused}",
         )
         return store.finish(record.id, "succeeded", summary=summary, report=report_path)
 
@@ -204,10 +218,11 @@ class JobDriver:
             if by is not None:
                 raise JobCancelled(by)
 
+        keeper = KeptModel(self.store, record.id, self.models_dir)
         client = Client(self.address, set_as_default=False, timeout=30)
         try:
             with client.as_current():
-                return run_job(
+                result = run_job(
                     spec,
                     client=client,
                     show_progress=False,
@@ -218,9 +233,16 @@ class JobDriver:
                     progress=progress,
                     stop_check=stop_check,
                     report_path=str(report),
+                    resume_key=record.id,
+                    keeper=keeper,
+                    quality_gate=self.quality(record) if self.quality else None,
                 )
         finally:
             client.close(timeout=10)
+        if keeper.problem:
+            self.store.log(record.id, f"warning: fitted again: {keeper.problem}")
+        keeper.discard()
+        return result
 
     def _report(
         self, record: JobRecord, spec: JobSpec, result: JobResult, path: Path

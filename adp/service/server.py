@@ -108,6 +108,7 @@ class Service:
             max_running=options.max_running,
             reports_dir=reports,
             authorize=control.start_denial,
+            quality=control.quality_gate,
         )
         control._wake = driver.wake
         service = cls(
@@ -128,9 +129,14 @@ class Service:
         return service
 
     _own_client: bool = False
+    _closed: bool = False
 
     def close(self, timeout: float = 60.0) -> None:
-        """Stop the driver (running jobs end ``interrupted``), then release everything."""
+        """Stop the driver (running jobs end ``interrupted``), then release everything
+        (once: later calls do nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         self.driver.stop(timeout)
         if self._own_client:
             from adp.cluster.lost import close_client

@@ -51,6 +51,7 @@ _JOBS = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("report", sa.Text),
     sa.Column("cancel_by", sa.String(200)),
+    sa.Column("model_sha256", sa.String(64)),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     sa.Column("started", sa.DateTime(timezone=True)),
     sa.Column("finished", sa.DateTime(timezone=True)),
@@ -402,6 +403,19 @@ class JobStore:
                 )
         return [self.get(job_id) for job_id in ids]
 
+    # -- the fitted model of a resumable job ---------------------------------------------
+    def remember_model(self, job_id: str, digest: str) -> None:
+        """Record the SHA-256 of the model the job's first attempt fitted."""
+        with self._write() as conn:
+            conn.execute(_JOBS.update().where(_JOBS.c.id == job_id).values(model_sha256=digest))
+
+    def model_digest(self, job_id: str) -> str | None:
+        """The SHA-256 recorded by :meth:`remember_model`, or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(_JOBS.c.model_sha256).where(_JOBS.c.id == job_id)
+            ).scalar_one_or_none()
+
     # -- logs --------------------------------------------------------------------------
     def log(self, job_id: str, line: str) -> None:
         """Append one line to the job's log."""
@@ -413,6 +427,29 @@ class JobStore:
         query = _LOGS.select().where(_LOGS.c.job_id == job_id).order_by(_LOGS.c.id)
         with self.engine.connect() as conn:
             return [(_utc(r["time"]) or _now(), r["line"]) for r in conn.execute(query).mappings()]
+
+    # -- retention (adp.service.retention) ---------------------------------------------
+    def expirable(self, before: dt.datetime) -> list[JobRecord]:
+        """Succeeded jobs that finished before ``before`` and still name an output or a
+        report, oldest first."""
+        col = _JOBS.c
+        query = (
+            _JOBS.select()
+            .where(col.state == "succeeded", col.finished < before)
+            .where(sa.or_(col.output.is_not(None), col.report.is_not(None)))
+            .order_by(col.finished)
+        )
+        with self.engine.connect() as conn:
+            return [_record(row) for row in conn.execute(query).mappings()]
+
+    def expire(self, job_id: str, line: str, *, output: bool = True, report: bool = True) -> None:
+        """Forget a job's ``output`` and/or ``report`` (retention deleted them, or they are
+        gone) and add ``line`` to its log."""
+        values = {**({"output": None} if output else {}), **({"report": None} if report else {})}
+        with self._write() as conn:
+            if values:
+                conn.execute(_JOBS.update().where(_JOBS.c.id == job_id).values(**values))
+            conn.execute(_LOGS.insert().values(job_id=job_id, time=_now(), line=line))
 
 
 __all__ = ["RESUMABLE", "STATES", "TERMINAL", "JobRecord", "JobStore"]

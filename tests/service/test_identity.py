@@ -119,10 +119,13 @@ def _hs_rs_confusion(tmp_path: Path, pem: Path) -> tuple[TokenVerifier, str]:
     return verifier, _forge({"alg": "HS256", "typ": "JWT"}, _claims(), pem.read_bytes())
 
 
-def _hs(claims: dict[str, Any]) -> Callable[[Path, Path], tuple[TokenVerifier, str]]:
+def _hs(claims: Callable[[], dict[str, Any]]) -> Callable[[Path, Path], tuple[TokenVerifier, str]]:
+    """A case whose claims are made when the test runs (the suite may take longer than a
+    token made at import time lives)."""
+
     def build(tmp_path: Path, pem: Path) -> tuple[TokenVerifier, str]:
         verifier = TokenVerifier(AuthSettings(), tmp_path / "state")
-        return verifier, jwt.encode(claims, _secret_of(verifier), algorithm="HS256")
+        return verifier, jwt.encode(claims(), _secret_of(verifier), algorithm="HS256")
 
     return build
 
@@ -137,30 +140,30 @@ MATRIX: dict[str, tuple[Callable[[Path, Path], tuple[TokenVerifier, Any]], str]]
     "alg none": (
         lambda tmp_path, pem: (
             TokenVerifier(AuthSettings(), tmp_path / "state"),
-            _forge({"alg": "none", "typ": "JWT"}, _claims(), None),
+            _forge({"alg": "none", "typ": "JWT"}, _claims(), None),  # made when run
         ),
         "unsigned",
     ),
     "HS/RS confusion": (_hs_rs_confusion, "algorithm"),
-    "expired": (_hs(_claims(iat=1_000_000, nbf=None, exp=1_000_060)), "expired"),
-    "missing exp": (_hs(_claims(exp=None)), "missing-claim"),
-    "missing iat": (_hs(_claims(iat=None)), "missing-claim"),
-    "missing sub": (_hs(_claims(sub=None)), "missing-claim"),
-    "missing aud": (_hs(_claims(aud=None)), "missing-claim"),
-    "missing iss": (_hs(_claims(iss=None)), "missing-claim"),
-    "wrong aud": (_hs(_claims(aud="someone-else")), "audience"),
-    "wrong iss": (_hs(_claims(iss="https://evil.example")), "issuer"),
+    "expired": (_hs(lambda: _claims(iat=1_000_000, nbf=None, exp=1_000_060)), "expired"),
+    "missing exp": (_hs(lambda: _claims(exp=None)), "missing-claim"),
+    "missing iat": (_hs(lambda: _claims(iat=None)), "missing-claim"),
+    "missing sub": (_hs(lambda: _claims(sub=None)), "missing-claim"),
+    "missing aud": (_hs(lambda: _claims(aud=None)), "missing-claim"),
+    "missing iss": (_hs(lambda: _claims(iss=None)), "missing-claim"),
+    "wrong aud": (_hs(lambda: _claims(aud="someone-else")), "audience"),
+    "wrong iss": (_hs(lambda: _claims(iss="https://evil.example")), "issuer"),
     "tampered signature": (lambda tmp_path, pem: _tampered(tmp_path), "signature"),
     "secret shorter than 32 bytes": (
         lambda tmp_path, pem: _short_secret(tmp_path),
         "configuration",
     ),
     "not yet valid": (
-        _hs(_claims(nbf=int(datetime.now(UTC).timestamp()) + _HOUR)),
+        _hs(lambda: _claims(nbf=int(datetime.now(UTC).timestamp()) + _HOUR)),
         "not-yet-valid",
     ),
     "garbage": (_given("this-is-not-a-jwt"), "malformed"),
-    "roles not a list": (_hs(_claims(roles="operator")), "claims"),
+    "roles not a list": (_hs(lambda: _claims(roles="operator")), "claims"),
 }
 
 

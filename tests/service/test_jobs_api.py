@@ -114,7 +114,8 @@ def test_cancel_stops_a_running_job_and_leaves_no_output(site: Site) -> None:
     assert final["state"] == "cancelled", final
     assert "cancelled by alice" in final["error"]
     assert not site.out.exists()
-    assert not list(site.root.glob("**/.out.adp-staging-*"))
+    kept = list(site.root.glob(".out.adp-staging-*"))
+    assert len(kept) == 1 and (kept[0] / "_adp_resumable").exists(), "kept for resume"
     outcomes = [(r.event_type, r.outcome) for r in site.audit() if r.job_id == job_id]
     assert ("job.run", "cancelled") in outcomes
     again = site.http.post(f"/jobs/{job_id}/cancel", headers=site.headers("alice", "analyst"))
@@ -124,6 +125,7 @@ def test_cancel_stops_a_running_job_and_leaves_no_output(site: Site) -> None:
     assert resumed.status_code == 202 and resumed.json()["attempt"] == 2
     assert site.wait(job_id, timeout=240)["state"] == "succeeded"
     assert len(pd.read_parquet(site.out)) == 800_000
+    assert not list(site.root.glob(".out.adp-staging-*")), "a committed job leaves no staging"
 
 
 def test_the_concurrency_limit_queues_the_rest(
@@ -174,3 +176,54 @@ def test_a_restarted_service_marks_running_jobs_interrupted(
         assert [(r.outcome, r.identity) for r in closing] == [("interrupted", "alice")]
     finally:
         service.close()
+
+
+QUALITY_POLICY = """
+roles:
+  analyst:
+    allow: ["jobs:submit", "data:read:{lake}/**", "data:write:{out}/**"]
+  operator:
+    allow: ["*"]
+quality:
+  min_score: 0.95
+"""
+
+
+def test_the_quality_gate_refuses_poor_data_unless_overridden(
+    tmp_path: Path, state_dir: Path, client: Any
+) -> None:
+    site = start_site(tmp_path, client, policy=QUALITY_POLICY)
+    try:
+        clean = site.wait(site.submit(job_spec(site.lake, site.out / "clean")).json()["id"])
+        assert clean["state"] == "succeeded", clean  # clean data passes the gate
+
+        holey = site.lake / "holey"
+        holey.mkdir()
+        frame = pd.read_parquet(site.lake / "part.0.parquet")
+        frame.loc[frame.index[:200], "a"] = float("nan")  # 200 of 1500 cells: 13% missing
+        frame.to_parquet(holey / "part.0.parquet", index=False)
+        spec = job_spec(holey, site.out / "holey", name="holey")
+        spec["source"]["missing"] = "impute_median"
+
+        refused = site.wait(site.submit(spec).json()["id"])
+        assert refused["state"] == "failed"
+        assert "quality score" in refused["error"] and "below the minimum 0.95" in refused["error"]
+        assert not (site.out / "holey").exists()
+        denial = [r for r in site.audit() if r.job_id == refused["id"] and r.outcome == "denied"]
+        # the policy's decision, then the run's own outcome
+        assert [d.action for d in denial] == ["quality:override", "run"]
+
+        spec["output"]["uri"] = str(site.out / "ops")
+        allowed = site.submit(spec, "olga", "operator")
+        final = site.wait(allowed.json()["id"])
+        assert final["state"] == "succeeded", final
+        logs = site.http.get(
+            f"/jobs/{final['id']}/logs", headers=site.headers("olga", "operator")
+        ).text
+        assert "overridden by operator" in logs
+        override = [
+            r for r in site.audit() if r.job_id == final["id"] and r.action == "quality:override"
+        ]
+        assert [r.outcome for r in override] == ["success"]
+    finally:
+        site.service.close()
