@@ -24,6 +24,7 @@ import dask.dataframe as dd  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from ci_support import need_in_ci  # noqa: E402
 from distributed import Client  # noqa: E402
 
 dask.config.refresh()
@@ -31,14 +32,6 @@ dask.config.refresh()
 REPO = Path(__file__).resolve().parents[1]
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ODDS = REPO.parent / "shared" / "data" / "odds"
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def need_in_ci(reason: str) -> None:
-    """Skip with ``reason`` on a developer's machine; fail when running in CI."""
-    if IN_CI:
-        pytest.fail(f"{reason} (required when CI=true)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

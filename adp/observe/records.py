@@ -165,6 +165,7 @@ def verify_chain(
     *,
     strict: bool = True,
     anchors: Mapping[int, str] | None = None,
+    start: tuple[int, str] | None = None,
 ) -> VerificationResult:
     """Check a chain read in ``seq`` order against its signed checkpoints.
 
@@ -180,6 +181,9 @@ def verify_chain(
     anchors : mapping of int to str, optional
         More verified checkpoints ``{seq: hash}`` (from an anchor): the record at each
         ``seq`` must have that hash, and the chain must reach the newest.
+    start : (seq, hash), optional
+        The chain starts after an archived prefix: its first record is ``seq + 1`` and
+        links to ``hash`` (a verified archive mark, :mod:`adp.observe.retention`).
 
     Returns
     -------
@@ -190,8 +194,9 @@ def verify_chain(
     if checkpoint is not None:
         signed.setdefault(checkpoint[0], checkpoint[1])
     newest = cp_seq = max(signed) if signed else None
-    checked, expected = 0, 1
-    prev, prev2 = GENESIS_HASH, None
+    base, prev = start if start is not None else (0, GENESIS_HASH)
+    checked, expected = 0, base + 1
+    prev2: str | None = None
 
     def bad(seq: int, reason: str) -> VerificationResult:
         return VerificationResult(False, checked, seq, reason, expected - 1, cp_seq)
@@ -207,6 +212,12 @@ def verify_chain(
             if prev2 is not None and rec.prev_hash == prev2:
                 return bad(
                     s - 1, f"record {s - 1} was inserted: record {s} links to record {s - 2}"
+                )
+            if start is not None and s == base + 1:
+                return bad(
+                    s,
+                    f"record {s} does not link to the archived record {base} (its signed "
+                    "archive mark): records were changed or replaced",
                 )
             return bad(
                 s,
@@ -229,9 +240,9 @@ def verify_chain(
             f"records {head + 1}..{newest} are missing: the log ends at {head} but the signed "
             f"checkpoint is at {newest} (tail truncated)",
         )
-    unanchored = head - (newest or 0)
+    unanchored = head - max(newest or 0, base)
     if strict and unanchored:
-        first = (newest or 0) + 1
+        first = max(newest or 0, base) + 1
         return VerificationResult(
             False,
             checked,

@@ -44,7 +44,6 @@ from adp.observe.checkpoint import Checkpoint, CheckpointStore, _write_private
 from adp.observe.records import (
     AuditRecord,
     VerificationResult,
-    record_hash,
     utc_iso,
     verify_chain,
 )
@@ -251,81 +250,13 @@ def verify_from_archive(
             below,
             None if checkpoint is None else checkpoint[0],
         )
-    return _walk(everything, boundary, marks[boundary], checkpoint, strict, anchors)
-
-
-def _walk(
-    records: Iterable[AuditRecord],
-    start: int,
-    start_hash: str,
-    checkpoint: tuple[int, str] | None,
-    strict: bool,
-    anchors: Mapping[int, str] | None,
-) -> VerificationResult:
-    """``verify_chain``'s walk, from record ``start`` + 1 linked to ``start_hash``."""
-    signed: dict[int, str] = dict(anchors or {})
-    if checkpoint is not None:
-        signed.setdefault(checkpoint[0], checkpoint[1])
-    newest = cp_seq = max(signed) if signed else None
-    checked, expected = 0, start + 1
-    prev, prev2 = start_hash, None
-
-    def bad(seq: int, reason: str) -> VerificationResult:
-        return VerificationResult(False, checked, seq, reason, expected - 1, cp_seq)
-
-    for rec in records:
-        s = rec.seq
-        if s != expected:
-            return bad(
-                expected,
-                f"record {expected} is missing: the sequence goes from {expected - 1} to {s}",
-            )
-        if rec.prev_hash != prev:
-            if prev2 is not None and rec.prev_hash == prev2:
-                return bad(
-                    s - 1, f"record {s - 1} was inserted: record {s} links to record {s - 2}"
-                )
-            if s == start + 1:
-                return bad(
-                    s,
-                    f"record {s} does not link to the archived record {start} (its signed "
-                    "archive mark): records were changed or replaced",
-                )
-            return bad(
-                s,
-                f"record {s} does not link to record {s - 1} (prev_hash differs): records were "
-                "changed, swapped or removed",
-            )
-        if record_hash(rec.to_dict()) != rec.hash:
-            return bad(s, f"record {s} does not match its hash: it was changed")
-        if s in signed and rec.hash != signed[s]:
-            return bad(
-                s, f"record {s} differs from the signed checkpoint: the log was rewritten up to it"
-            )
-        checked += 1
-        expected += 1
-        prev2, prev = prev, rec.hash
-    head = expected - 1
-    if newest is not None and head < newest:
-        return bad(
-            head + 1,
-            f"records {head + 1}..{newest} are missing: the log ends at {head} but the signed "
-            f"checkpoint is at {newest} (tail truncated)",
-        )
-    unanchored = head - max(newest or 0, start)
-    if strict and unanchored:
-        first = max(newest or 0, start) + 1
-        return VerificationResult(
-            False,
-            checked,
-            first,
-            f"records {first}..{head} are not covered by a signed checkpoint: inserted "
-            "without the signing key, written by another host, or after a crash",
-            head,
-            cp_seq,
-            unanchored,
-        )
-    return VerificationResult(True, checked, None, None, head, cp_seq, unanchored)
+    return verify_chain(
+        everything,
+        checkpoint,
+        strict=strict,
+        anchors=anchors,
+        start=(boundary, marks[boundary]),
+    )
 
 
 def verify_archive(log: ArchivableLog) -> VerificationResult:

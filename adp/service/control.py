@@ -23,7 +23,7 @@ from adp.paths import is_local
 from adp.redact import redact_url
 from adp.service.identity import Identity
 from adp.service.policy import Decision, Policy, job_checks, quality_gate
-from adp.service.store import JobRecord, JobStore
+from adp.service.store import JobRecord, JobStore, new_job_id
 
 #: The largest job spec the service reads, in bytes.
 MAX_SPEC_BYTES = 256 * 1024
@@ -221,6 +221,17 @@ class JobControl:
             raise SpecError("the service runs scoring jobs: give 'detector' and 'output'")
         _check_detector(spec)
         self.check(who, job_checks(spec))
+        job_id = new_job_id()
+        # audited first: a submission whose record cannot be written is not queued
+        self.audit_log.append(
+            "service.submit",
+            action="jobs:submit",
+            resource=spec.source.uri,
+            job_id=job_id,
+            details={"name": spec.name, "output": spec.output.uri},
+            identity=who.subject,
+            source="service",
+        )
         record = self.store.create(
             name=spec.name,
             owner=who.subject,
@@ -228,17 +239,9 @@ class JobControl:
             spec=spec.to_dict(),
             spec_shown=_mask(spec.to_dict()),
             output=redact_url(spec.output.uri),
+            log=f"queued by {who.subject}",
+            job_id=job_id,
         )
-        self.audit_log.append(
-            "service.submit",
-            action="jobs:submit",
-            resource=spec.source.uri,
-            job_id=record.id,
-            details={"name": spec.name, "output": spec.output.uri},
-            identity=who.subject,
-            source="service",
-        )
-        self.store.log(record.id, f"queued by {who.subject}")
         self._wake()
         return record
 

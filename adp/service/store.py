@@ -66,6 +66,11 @@ _LOGS = sa.Table(
 )
 
 
+def new_job_id() -> str:
+    """A new job id: 32 hex digits (safe in paths, URLs and SQL)."""
+    return uuid.uuid4().hex
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -229,9 +234,12 @@ class JobStore:
         spec: Mapping[str, Any],
         spec_shown: Mapping[str, Any],
         output: str | None,
+        log: str | None = None,
+        job_id: str | None = None,
     ) -> JobRecord:
-        """Add a queued job and return it."""
-        job_id = uuid.uuid4().hex
+        """Add a queued job (with the first line of its log) and return it; ``job_id``
+        default a new one (:func:`new_job_id`)."""
+        job_id = job_id or new_job_id()
         row: dict[str, Any] = {
             "id": job_id,
             "name": name,
@@ -248,7 +256,12 @@ class JobStore:
         }
         with self._write() as conn:
             conn.execute(_JOBS.insert().values(**row))
-        return self.get(job_id)
+            if log is not None:
+                conn.execute(_LOGS.insert().values(job_id=job_id, time=row["created"], line=log))
+        return _record(
+            {**row, "summary": None, "error": None, "report": None, "cancel_by": None}
+            | {"stage": None, "started": None, "finished": None}
+        )
 
     def get(self, job_id: str) -> JobRecord:
         """The job ``job_id``; :class:`KeyError` when there is none."""
@@ -452,4 +465,4 @@ class JobStore:
             conn.execute(_LOGS.insert().values(job_id=job_id, time=_now(), line=line))
 
 
-__all__ = ["RESUMABLE", "STATES", "TERMINAL", "JobRecord", "JobStore"]
+__all__ = ["RESUMABLE", "STATES", "TERMINAL", "JobRecord", "JobStore", "new_job_id"]

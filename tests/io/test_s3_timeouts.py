@@ -164,14 +164,21 @@ def test_reads_on_workers_fail_within_the_bound_when_s3_hangs_mid_read(
 def test_a_job_whose_s3_server_hangs_mid_read_fails_naming_it(
     slow_s3: tuple[subprocess.Popen[str], str, str], tmp_path: Path
 ) -> None:
-    """`adp run` stops with one line naming the endpoint: the read fails in ~9 s, then the
-    runner waits for the read the worker started meanwhile (bounded the same way) before it
-    removes the staging; ~20 s in all here, where it took ~70 s."""
+    """`adp run` stops with one line naming the endpoint, blaming no file and leaving
+    nothing behind. (The timeouts are cut to 1 s here to keep the suite fast; the default
+    bound on a worker's read is the test above.)"""
     from adp.bench.chaos_env import adp_env, debris, job_spec, staged_parts
 
     server, endpoint, uri = slow_s3
     state = tmp_path / "state"
-    env = {**adp_env(state), "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+    env = {
+        **adp_env(state),
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "DASK_ADP__IO__CONNECT_TIMEOUT": "1",
+        "DASK_ADP__IO__READ_TIMEOUT": "1",
+        "DASK_ADP__IO__RETRIES": "0",
+    }
     parent = tmp_path / "out"
     parent.mkdir()
     spec = job_spec(uri, str(parent / "scores"))
@@ -198,5 +205,5 @@ def test_a_job_whose_s3_server_hangs_mid_read_fails_naming_it(
     assert proc.returncode == 1 and len(errors) == 1, stderr
     assert endpoint in errors[0] and "did not answer in time" in errors[0], errors[0]
     assert "corrupt" not in errors[0] and "Traceback (most recent call last)" not in stderr
-    assert elapsed < 30, (elapsed, errors[0])
+    assert elapsed < 15, (elapsed, errors[0])
     assert not (parent / "scores").exists() and debris(parent, state) == []

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from ci_support import need_in_ci
 from fastapi.testclient import TestClient
 from service_site import POLICY, Site, job_spec, wait_for, write_lake
 
@@ -35,15 +36,6 @@ SCRIPT_NAME = "<script>document.title='pwned'</script>"
 
 
 # -- helpers ------------------------------------------------------------------------------
-def need_in_ci(config: pytest.Config, reason: str) -> None:
-    """tests/conftest.py's ``need_in_ci`` (skip here, fail under CI=true); it is found
-    through pytest, since every conftest module is named ``conftest``."""
-    shared = TESTS / "conftest.py"
-    for plugin in config.pluginmanager.get_plugins():
-        where = getattr(plugin, "__file__", None)
-        if where is not None and Path(where).resolve() == shared:
-            plugin.need_in_ci(reason)
-    raise AssertionError(f"{shared} is not loaded")  # pragma: no cover
 
 
 def start_pages(root: Path, client: Any, *, run_jobs: bool, max_running: int = 2) -> Site:
@@ -339,7 +331,6 @@ def browser(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     """Headless Chromium under chromedriver, with a profile of its own."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         need_in_ci(
-            request.config,
             f"{CHROMIUM} or {CHROMEDRIVER} is missing (Debian: apt-get install chromium "
             "chromium-driver)",
         )
