@@ -28,6 +28,7 @@ from adp.clitools import LazyGroup
         "jobs": "adp.service.cli:jobs",
         "token": "adp.service.cli:token",
         "retention": "adp.service.cli:retention",
+        "cluster": "adp.cluster.cli:cluster",
     },
 )
 @click.version_option(package_name="adp")

@@ -47,6 +47,7 @@ class ClusterSettings(_Section):
     dashboard_address: str | None = Field(":0", alias="dashboard-address")
     install_plugins: bool = Field(True, alias="install-plugins")
     worker_environ: dict[str, str] = Field(default_factory=dict, alias="worker-environ")
+    adapt: dict[str, Any] | None = None
 
 
 class FitSettings(_Section):
@@ -131,6 +132,9 @@ class Settings(_Section):
     models: ModelSettings = Field(default_factory=ModelSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    #: Validated where it is used, by :func:`adp.cluster.kube_settings.kubernetes_settings`
+    #: (its typed models live beside the renderer that alone reads them).
+    kubernetes: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("state_dir", mode="before")
     @classmethod

@@ -22,9 +22,6 @@
 import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 import adp
@@ -64,7 +61,7 @@ ax.plot(series["ts"], series["score"], linewidth=0.7)
 hits = series[series["is_anomaly"]]
 ax.scatter(hits["ts"], hits["score"], color="red", s=10)
 ax.set_title(f"sensor {sensor}: score over time, flagged in red")
-fig.savefig(os.environ.get("ADP_NOTEBOOK_FIGURE", "quickstart.png"))
+plt.show()  # drawn inline in the notebook
 
 # %%
 client.close()

@@ -116,6 +116,9 @@ def _client(spec: JobSpec, scheduler: str | None) -> Any:
         n_workers=spec.cluster.n_workers,
         threads_per_worker=spec.cluster.threads_per_worker,
         memory_limit=spec.cluster.memory_limit,
+        gateway=spec.cluster.gateway.model_dump(exclude_unset=True)
+        if spec.cluster.gateway
+        else None,
     )
 
 

@@ -87,6 +87,11 @@ def _client_for(spec: JobSpec, scheduler: str | None, client: Client | None) -> 
         n_workers=spec.cluster.n_workers,
         threads_per_worker=spec.cluster.threads_per_worker,
         memory_limit=spec.cluster.memory_limit,
+        adapt=spec.cluster.adapt.model_dump() if spec.cluster.adapt else None,
+        # secrets stay SecretStr in a Python-mode dump; only what the spec set is passed
+        gateway=spec.cluster.gateway.model_dump(exclude_unset=True)
+        if spec.cluster.gateway
+        else None,
     )
 
 

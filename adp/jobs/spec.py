@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     Strict,
     ValidationError,
     field_validator,
@@ -31,6 +32,7 @@ from pydantic import (
 )
 
 from adp.errors import SpecError, bounded, one_line
+from adp.redact import redact_url
 
 #: An integer field: booleans, floats and strings are refused.
 Int = Annotated[int, Strict()]
@@ -206,13 +208,93 @@ class OutputSpec(_Spec):
         return self
 
 
+class AdaptSpec(_Spec):
+    """Adaptive workers for the job's LocalCluster (see :mod:`adp.cluster.adaptive`)."""
+
+    minimum: Int = Field(0, ge=0)
+    maximum: Int = Field(ge=1)
+    interval: str = "1s"
+    wait_count: Int = Field(3, ge=1)
+    target_duration: str = "5s"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AdaptSpec:
+        if self.maximum < self.minimum:
+            raise ValueError(f"maximum ({self.maximum}) is below minimum ({self.minimum})")
+        return self
+
+
+class GatewayAuthSpec(_Spec):
+    """Credentials for a Dask Gateway: ``basic`` (or ``simple``) with ``username`` and
+    ``password``, or ``jupyterhub`` with an API ``token``. The secrets are never shown
+    (``**********`` in every dump of the spec, so the service never stores them)."""
+
+    type: Literal["basic", "simple", "jupyterhub"]
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> GatewayAuthSpec:
+        if self.type == "jupyterhub" and (self.token is None or self.username is not None):
+            raise ValueError("type 'jupyterhub' needs a 'token' (and no username)")
+        if self.type != "jupyterhub" and (not self.username or self.token is not None):
+            raise ValueError(f"type {self.type!r} needs 'username' and 'password' (no token)")
+        return self
+
+
+class GatewaySpec(_Spec):
+    """A cluster from a Dask Gateway (see :mod:`adp.cluster.gateway`): created for the job
+    and shut down after it, or the running cluster ``name`` (left running)."""
+
+    address: str
+    auth: GatewayAuthSpec | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    adapt: AdaptSpec | None = None
+    workers: Int | None = Field(None, ge=0)
+    name: str | None = Field(None, min_length=1)
+
+    @field_validator("address")
+    @classmethod
+    def _gateway_address(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme.lower() not in ("http", "https", "gateway") or not rest[:1].strip("/"):
+            raise ValueError(
+                f"{redact_url(value)!r} is not a gateway address: give http(s)://host:port or "
+                "gateway://host:port[/cluster-name]"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_scaling(self) -> GatewaySpec:
+        if self.adapt is not None and self.workers is not None:
+            raise ValueError("give 'workers' (a fixed count) or 'adapt' (bounds), not both")
+        return self
+
+
 class ClusterSpec(_Spec):
-    """The cluster: a scheduler address, or a LocalCluster of this shape."""
+    """The cluster: a scheduler address, a Dask Gateway, or a LocalCluster of this shape
+    (which yields, with a notice, to a scheduler given on the command line or injected by
+    a DaskJob)."""
 
     address: str | None = None
     n_workers: Int | None = Field(None, ge=1)
     threads_per_worker: Int | None = Field(None, ge=1)
     memory_limit: str | None = None
+    adapt: AdaptSpec | None = None
+    gateway: GatewaySpec | None = None
+
+    @model_validator(mode="after")
+    def _gateway_alone(self) -> ClusterSpec:
+        if self.gateway is not None:
+            local = ("address", "n_workers", "threads_per_worker", "memory_limit", "adapt")
+            given = [name for name in local if getattr(self, name) is not None]
+            if given:
+                raise ValueError(
+                    f"'gateway' sizes its own cluster: move {', '.join(given)} into it "
+                    "(gateway.workers, gateway.adapt, gateway.options) or drop them"
+                )
+        return self
 
 
 class EvaluateSpec(_Spec):

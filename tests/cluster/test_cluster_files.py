@@ -31,10 +31,29 @@ def test_manifests_parse_and_preload_adp_plugins() -> None:
         assert hasattr(importlib.import_module(module), "dask_setup")
 
 
-def test_alert_rules_use_adp_metric_names() -> None:
-    rules = _docs(CLUSTER / "monitoring" / "alerts.yaml")[0]["spec"]["groups"][0]["rules"]
-    for rule in rules:
-        assert "adp_" in rule["expr"] and "_total" in rule["expr"]
+def test_the_alerts_select_the_job_label_every_adp_scheduler_is_scraped_under() -> None:
+    # The ServiceMonitor names every scheduler's targets (the DaskCluster's and each
+    # DaskJob's) by the Services' label `jobLabel` names; the alerts' job matchers must
+    # match that name, or they would watch nothing.
+    import re
+
+    base = CLUSTER / "kubernetes" / "base"
+    (monitor,) = _docs(base / "servicemonitor-adp-schedulers.yaml")
+    (dask_cluster,) = _docs(base / "daskcluster-adp.yaml")
+    (job,) = _docs(base / "jobs" / "daskjob-s3-lake.yaml")
+    label = monitor["spec"]["jobLabel"]
+    names = {dask_cluster["metadata"]["labels"][label], job["metadata"]["labels"][label]}
+    assert names == {"adp"}
+    rules = [
+        r
+        for d in _docs(CLUSTER / "monitoring" / "alerts.yaml")
+        for g in d["spec"]["groups"]
+        for r in g["rules"]
+    ]
+    matchers = [m for r in rules for m in re.findall(r'job\s*=~\s*"([^"]*)"', r["expr"])]
+    assert matchers, "no alert selects ADP's scrape jobs"
+    for pattern in matchers:
+        assert all(re.fullmatch(pattern, name) for name in names), pattern
 
 
 @pytest.mark.slow

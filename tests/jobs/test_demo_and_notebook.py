@@ -86,7 +86,6 @@ def test_quickstart_notebook_executes(client, tmp_path) -> None:
     env = {
         "ADP_SCHEDULER": client.scheduler.address,
         "ADP_DEMO_LAKE": str(tmp_path / "lake"),
-        "ADP_NOTEBOOK_FIGURE": str(tmp_path / "figure.png"),
     }
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -102,7 +101,13 @@ def test_quickstart_notebook_executes(client, tmp_path) -> None:
                 os.environ[k] = v
     outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
     assert "rows scored" in outputs and "precision" in outputs
-    assert (tmp_path / "figure.png").stat().st_size > 1000
+    images = [
+        o["data"]["image/png"]
+        for cell in notebook.cells
+        for o in cell.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    ]
+    assert len(images) == 1 and len(images[0]) > 1000, "the plot is drawn inline"
 
 
 def test_connect_to_an_address_rejects_local_options(client) -> None:
