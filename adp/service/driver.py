@@ -177,17 +177,23 @@ class JobDriver:
             if denied is not None:
                 return self._end(record, "failed", error=f"denied when starting: {denied}")
         report = self.reports_dir / f"{record.id}.html"
+        # one client per job, for its run and its report: cancelling it stops only its work
+        client = Client(self.address, set_as_default=False, timeout=30)
         try:
-            result = self._execute(record, spec, report)
-        except JobCancelled as exc:
-            return self._end(record, "cancelled", error=str(exc))
-        except (JobInterrupted, ServiceStopping) as exc:
-            return self._end(record, "interrupted", error=str(exc))
-        except Exception as exc:
-            logger.debug("job %s failed:\n%s", record.id, traceback.format_exc())
-            return self._end(record, "failed", error=str(job_error(exc, spec)))
+            with client.as_current():
+                try:
+                    result = self._execute(record, spec, report, client)
+                except JobCancelled as exc:
+                    return self._end(record, "cancelled", error=str(exc))
+                except (JobInterrupted, ServiceStopping) as exc:
+                    return self._end(record, "interrupted", error=str(exc))
+                except Exception as exc:
+                    logger.debug("job %s failed:\n%s", record.id, traceback.format_exc())
+                    return self._end(record, "failed", error=str(job_error(exc, spec)))
+                report_path = self._report(record, spec, result, report)
+        finally:
+            client.close(timeout=10)
         summary = result.to_dict()
-        report_path = self._report(record, spec, result, report)
         reused = (
             f", {result.reused_partitions} of {result.partitions} partitions' scores reused"
             if result.reused_partitions
@@ -200,7 +206,7 @@ class JobDriver:
         )
         return store.finish(record.id, "succeeded", summary=summary, report=report_path)
 
-    def _execute(self, record: JobRecord, spec: JobSpec, report: Path) -> JobResult:
+    def _execute(self, record: JobRecord, spec: JobSpec, report: Path, client: Client) -> JobResult:
         last: dict[str, Any] = {"stage": None, "time": 0.0}
 
         def progress(stage: str, done: int, total: int) -> None:
@@ -219,26 +225,21 @@ class JobDriver:
                 raise JobCancelled(by)
 
         keeper = KeptModel(self.store, record.id, self.models_dir)
-        client = Client(self.address, set_as_default=False, timeout=30)
-        try:
-            with client.as_current():
-                result = run_job(
-                    spec,
-                    client=client,
-                    show_progress=False,
-                    audit_log=self.audit_log,
-                    origin="service",
-                    identity=record.owner,
-                    job_id=record.id,
-                    progress=progress,
-                    stop_check=stop_check,
-                    report_path=str(report),
-                    resume_key=record.id,
-                    keeper=keeper,
-                    quality_gate=self.quality(record) if self.quality else None,
-                )
-        finally:
-            client.close(timeout=10)
+        result = run_job(
+            spec,
+            client=client,
+            show_progress=False,
+            audit_log=self.audit_log,
+            origin="service",
+            identity=record.owner,
+            job_id=record.id,
+            progress=progress,
+            stop_check=stop_check,
+            report_path=str(report),
+            resume_key=record.id,
+            keeper=keeper,
+            quality_gate=self.quality(record) if self.quality else None,
+        )
         if keeper.problem:
             self.store.log(record.id, f"warning: fitted again: {keeper.problem}")
         keeper.discard()
@@ -247,22 +248,18 @@ class JobDriver:
     def _report(
         self, record: JobRecord, spec: JobSpec, result: JobResult, path: Path
     ) -> str | None:
-        """Write the job's report; a report that fails leaves the job succeeded (its
-        output is committed) with a warning in its log."""
+        """Write the job's report (on the job's client, current); a report that fails
+        leaves the job succeeded (its output is committed) with a warning in its log."""
         from adp.jobs.preflight import with_io_timeouts
         from adp.jobs.report import write_report
 
         spec = with_io_timeouts(spec)
-        client = Client(self.address, set_as_default=False, timeout=30)
         try:
-            with client.as_current():
-                written = write_report(result, path, spec.report, output=spec.output)
+            written = write_report(result, path, spec.report, output=spec.output)
         except Exception as exc:
             reason = one_line(str(job_error(exc, spec)), 300)
             self.store.log(record.id, f"warning: the report could not be written: {reason}")
             return None
-        finally:
-            client.close(timeout=10)
         return str(written)
 
     def _end(self, record: JobRecord, state: str, *, error: str) -> JobRecord:
