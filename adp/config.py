@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dask.config
 import yaml
@@ -48,6 +48,8 @@ class ClusterSettings(_Section):
     install_plugins: bool = Field(True, alias="install-plugins")
     worker_environ: dict[str, str] = Field(default_factory=dict, alias="worker-environ")
     adapt: dict[str, Any] | None = None
+    #: Validated where it is used, by :func:`adp.cluster.gateway.gateway_options`.
+    gateway: str | dict[str, Any] | None = None
 
 
 class FitSettings(_Section):
@@ -109,6 +111,7 @@ class ServiceSettings(_Section):
     database: str | None = None
     scheduler: str | None = None
     max_running: int = Field(2, alias="max-running", ge=1)
+    driver: Literal["process", "thread"] = "process"
     policy: Path | None = None
     token: str | None = Field(None, repr=False)
     auth: AuthSettings = Field(default_factory=AuthSettings)

@@ -59,6 +59,11 @@ class ModelIntegrityError(AdpError, ValueError):
     """A model artifact does not match the SHA-256 the registry recorded; it is not loaded."""
 
 
+class ServiceStartError(AdpError, RuntimeError):
+    """``adp serve`` cannot start driving jobs (its job driver process or cluster); the
+    message says why."""
+
+
 class BenchmarkError(AdpError, RuntimeError):
     """A benchmark's own self-check failed (results disagree, rows went missing): its
     figures would mean nothing, so none are reported."""

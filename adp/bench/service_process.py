@@ -153,7 +153,10 @@ def stop_service(proc: subprocess.Popen[bytes], grace: float = 20.0) -> dict[str
 
 
 class TreeRss:
-    """Resident memory of a process and of its process tree, sampled in a thread.
+    """Resident memory of the service, sampled in a thread: its API process, the service
+    proper (the API process and its job driver process, which holds the scheduler of a
+    LocalCluster the service starts), and the whole process tree (with the cluster's
+    nannies and workers).
 
     Parameters
     ----------
@@ -168,25 +171,33 @@ class TreeRss:
 
         self.process = psutil.Process(pid)
         self.interval = interval
-        self.peak = (0, 0)
+        self.peak = (0, 0, 0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="adp-tree-rss", daemon=True)
 
-    def sample(self) -> tuple[int, int]:
-        """``(rss of the process, rss of it and all its descendants)`` in bytes."""
+    def sample(self) -> tuple[int, int, int]:
+        """``(api, service, tree)``: resident bytes of the API process, of it with its job
+        driver process, and of it with all its descendants."""
         import psutil
 
-        own = total = 0
+        own = service = total = 0
         try:
-            own = total = self.process.memory_info().rss
+            own = service = total = self.process.memory_info().rss
             children = self.process.children(recursive=True)
         except psutil.NoSuchProcess:
-            return 0, 0
+            return 0, 0, 0
         for child in children:
             with suppress(psutil.NoSuchProcess):
-                total += child.memory_info().rss
-        self.peak = (max(self.peak[0], own), max(self.peak[1], total))
-        return own, total
+                rss = child.memory_info().rss
+                total += rss
+                if "adp.service.driving" in child.cmdline():
+                    service += rss
+        self.peak = (
+            max(self.peak[0], own),
+            max(self.peak[1], service),
+            max(self.peak[2], total),
+        )
+        return own, service, total
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -37,8 +37,10 @@ def connect(
     address : str, optional
         A scheduler address such as ``"tcp://10.0.0.5:8786"``. When omitted, the
         ``scheduler-address`` dask config key is used (the ``DASK_SCHEDULER_ADDRESS``
-        variable sets it); when that is empty too, a new :class:`distributed.LocalCluster`
-        with worker *processes* is started and closed with the client.
+        variable sets it); when that is empty too, the Dask Gateway of
+        ``adp.cluster.gateway``; when none is configured, a new
+        :class:`distributed.LocalCluster` with worker *processes* is started and closed
+        with the client.
     **local_cluster_kwargs
         Passed to :class:`distributed.LocalCluster` when one is started (for example
         ``n_workers=4`` or ``memory_limit="2GiB"``); defaults come from ``adp.cluster.*``.
@@ -72,6 +74,8 @@ def connect(
     options_given = adapt_options(adapt)
     if gateway is None:
         address = address or dask.config.get("scheduler-address", None)
+        if not address:
+            gateway = settings().cluster.gateway
     if gateway is not None or is_gateway_address(address):
         return _gateway_client(address, gateway, options_given, local_cluster_kwargs)
     if address:

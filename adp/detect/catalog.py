@@ -419,5 +419,7 @@ EXCLUDED: dict[str, str] = {
 
 #: Every entry of the catalogue, in the order they are registered.
 ENTRIES: tuple[DetectorInfo, ...] = (*_CORE, *_PYOD, *_SKLEARN, *_DEEP)
+#: The entries that need no deep-learning framework (cheap to import ahead of use).
+CLASSIC: tuple[DetectorInfo, ...] = (*_CORE, *_PYOD, *_SKLEARN)
 
-__all__ = ["ENTRIES", "EXCLUDED"]
+__all__ = ["CLASSIC", "ENTRIES", "EXCLUDED"]

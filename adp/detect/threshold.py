@@ -18,11 +18,10 @@ is one lazy :class:`~dask.delayed.Delayed` float.
 from __future__ import annotations
 
 import math
-import numbers
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import dask
 import dask.dataframe as dd
@@ -30,43 +29,10 @@ import numpy as np
 import pandas as pd
 from dask.delayed import Delayed
 
+from adp.detect.contamination import check_contamination
 from adp.errors import ConfigError, DataError, DetectorError
 
 _SPLIT_EVERY = 16
-
-
-def check_contamination(value: object, field: str = "contamination") -> float | Literal["auto"]:
-    """Check a contamination: a share of rows in ``(0, 0.5]``, or ``"auto"``.
-
-    The one validator of the concept: detectors, ensembles, thresholds, searches and job
-    specs all call it.
-
-    Parameters
-    ----------
-    value : float or str
-        The value to check; ``"auto"`` in any case and with surrounding spaces is accepted.
-    field : str
-        The name of the field, as the error message should call it (for example
-        ``"threshold.contamination"``).
-
-    Returns
-    -------
-    float or "auto"
-        The share as a float, or ``"auto"``.
-
-    Raises
-    ------
-    adp.errors.DetectorError
-        For anything else (a ``ValueError``), naming ``field``.
-    """
-    if isinstance(value, str):
-        if value.strip().lower() == "auto":
-            return "auto"
-    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-        share = float(value)
-        if 0 < share <= 0.5:
-            return share
-    raise DetectorError(f"{field} must be a number in (0, 0.5] or 'auto', got {value!r}")
 
 
 def top_count(fraction: float, n: int) -> int:

@@ -171,7 +171,7 @@ class ThresholdSpec(_Spec):
     def _share(cls, value: object) -> object:
         if value is None:
             return None
-        from adp.detect.threshold import check_contamination  # the one validator
+        from adp.detect.contamination import check_contamination  # the one validator
 
         return check_contamination(value, field="threshold.contamination")
 

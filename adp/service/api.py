@@ -89,6 +89,7 @@ def create_app(service: Service, *, close_on_shutdown: bool = False) -> FastAPI:
     )
     app.state.service = service
     registry, submitted, denied = _metrics(service)
+    app.state.denials = denied  # the pages count their 403s here too
     bearer = HTTPBearer(auto_error=False, description="A JWT (adp token issue)")
     control = service.control
 
@@ -187,7 +188,8 @@ def create_app(service: Service, *, close_on_shutdown: bool = False) -> FastAPI:
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "running": service.driver.running, "jobs": service.store.counts()}
+        counts = service.store.counts()
+        return {"status": "ok", "running": counts.get("running", 0), "jobs": counts}
 
     @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
     def metrics() -> Response:

@@ -62,10 +62,9 @@ def serve(
     try:
         for job_id in service.interrupted:
             click.echo(f"job {job_id} was running when the service stopped: now interrupted")
-        scheduler_address = service.client.scheduler_info()["address"]
         click.echo(
             f"ADP service on http://{options.host}:{options.port} (scheduler "
-            f"{scheduler_address}, {options.max_running} jobs at once, state "
+            f"{service.scheduler_address}, {options.max_running} jobs at once, state "
             f"{service.state_dir}); OpenAPI at /docs",
             err=True,
         )

@@ -9,7 +9,9 @@ Errors are ADP's own: :class:`~adp.errors.AccessDeniedError` (403),
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +26,8 @@ from adp.redact import redact_url
 from adp.service.identity import Identity
 from adp.service.policy import Decision, Policy, job_checks, quality_gate
 from adp.service.store import JobRecord, JobStore, new_job_id
+
+logger = logging.getLogger(__name__)
 
 #: The largest job spec the service reads, in bytes.
 MAX_SPEC_BYTES = 256 * 1024
@@ -102,6 +106,26 @@ def _check_detector(spec: JobSpec) -> None:
         raise SpecError(f"{field}: {exc}") from None
     except ModelNotFoundError as exc:
         raise SpecError(f"detector.model: {exc}") from None
+
+
+_warmed = threading.Event()
+
+
+def warm_up() -> None:
+    """Import what checking a submitted spec needs (the detector catalogue and every
+    classic detector's library), so the first submission answers as fast as the rest.
+    Once per process."""
+    if _warmed.is_set():
+        return
+    _warmed.set()
+    from adp.detect.catalog import CLASSIC
+    from adp.detect.detector import create_detector
+
+    for entry in CLASSIC:
+        try:
+            create_detector(entry.name)
+        except Exception:  # an optional library that is absent: checked at submit time
+            logger.debug("warming detector %s failed", entry.name, exc_info=True)
 
 
 class JobControl:

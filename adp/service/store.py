@@ -66,6 +66,11 @@ _LOGS = sa.Table(
 )
 
 
+def job_store_url(options: Any, state_dir: Path) -> str:
+    """The job database's URL: ``adp.service.database``, or SQLite in the state directory."""
+    return str(options.database or f"sqlite:///{state_dir / 'service.db'}")
+
+
 def new_job_id() -> str:
     """A new job id: 32 hex digits (safe in paths, URLs and SQL)."""
     return uuid.uuid4().hex
@@ -465,4 +470,12 @@ class JobStore:
             conn.execute(_LOGS.insert().values(job_id=job_id, time=_now(), line=line))
 
 
-__all__ = ["RESUMABLE", "STATES", "TERMINAL", "JobRecord", "JobStore", "new_job_id"]
+__all__ = [
+    "RESUMABLE",
+    "STATES",
+    "TERMINAL",
+    "JobRecord",
+    "JobStore",
+    "job_store_url",
+    "new_job_id",
+]

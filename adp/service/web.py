@@ -160,6 +160,9 @@ class PageRoute(APIRoute):
             except JobNotFound as exc:
                 return _error_page(request, 404, "Not found", exc)
             except AccessDeniedError as exc:
+                denials = getattr(request.app.state, "denials", None)
+                if denials is not None:  # counted like the API's 403s
+                    denials.labels("policy").inc()
                 return _error_page(request, 403, "Forbidden", exc)
             except ConfigError as exc:  # a job in the wrong state (cancelling an ended one)
                 return _error_page(request, 409, "Conflict", exc)

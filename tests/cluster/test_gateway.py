@@ -247,6 +247,27 @@ def test_connect_refuses_mixed_targets_before_any_request() -> None:
         )
 
 
+def test_the_configured_gateway_comes_after_the_scheduler_address() -> None:
+    configured = {"adp.cluster.gateway": {"address": "http://127.0.0.1:1", "workers": 2}}
+    # no address anywhere: the configured gateway is the target (local options refused)
+    with (
+        dask.config.set({**configured, "scheduler-address": None}),
+        pytest.raises(ConfigError, match=r"\['n_workers'\] do not apply to a Dask Gateway"),
+    ):
+        adp.connect(n_workers=2)
+    # an injected scheduler address wins over it (the local options then refused for it)
+    with (
+        dask.config.set({**configured, "scheduler-address": "tcp://127.0.0.1:1"}),
+        pytest.raises(ConfigError, match="cannot apply to the existing scheduler"),
+    ):
+        adp.connect(n_workers=2)
+    with (
+        dask.config.set({"adp.cluster.gateway": {"address": "http://x", "colour": 1}}),
+        pytest.raises(ConfigError, match="colour"),
+    ):
+        adp.connect()
+
+
 def test_without_dask_gateway_the_error_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -355,5 +376,16 @@ def test_a_gateway_cluster_scales_carries_the_plugin_and_runs_a_job(
             )
 
         _wait(audited, 10, "no graph audit record from the gateway cluster's scheduler")
+
+        # adp.cluster.gateway in the config: adp.connect() with no address takes the
+        # gateway's cluster by name (reused, left running)
+        configured = {"address": gateway_server.address, "auth": AUTH, "name": name}
+        with (
+            dask.config.set({"adp.cluster.gateway": configured, "scheduler-address": None}),
+            adp.connect() as again,
+        ):
+            assert isinstance(again, GatewayClient)
+            assert again.scheduler_info()["address"] == scheduler
+        assert gateway_server.running() == [name]
     # ADP created the cluster: closing the client shut it down
     _wait(lambda: gateway_server.running() == [], 20, "the cluster ADP created kept running")

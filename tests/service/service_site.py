@@ -103,7 +103,11 @@ class Site:
         return list(self.service.audit_log.records())
 
 
-def start_site(root: Path, client: Any, max_running: int = 2, policy: str = POLICY) -> Site:
+def start_site(
+    root: Path, client: Any, max_running: int = 2, policy: str = POLICY, driver: str = "thread"
+) -> Site:
+    """A service on ``client``'s cluster; jobs driven by threads of the test's process
+    (fast to start) unless ``driver="process"`` (what ``adp serve`` does by default)."""
     from adp.config import settings
     from adp.service.api import create_app
     from adp.service.server import Service
@@ -112,7 +116,7 @@ def start_site(root: Path, client: Any, max_running: int = 2, policy: str = POLI
     policy_file = root / "policy.yaml"
     policy_file.write_text(policy.format(lake=root / "lake", out=root / "out"))
     options = settings().service.model_copy(
-        update={"max_running": max_running, "policy": policy_file}
+        update={"max_running": max_running, "policy": policy_file, "driver": driver}
     )
     service = Service.start(options, client=client)
     return Site(service, TestClient(create_app(service)), root)

@@ -222,6 +222,8 @@ def test_a_job_page_is_its_owners_403_for_others_and_404_for_unknown_ids(pages: 
     assert bob.post(f"/ui/jobs/{job_id}/cancel", follow_redirects=False).status_code == 403
     refusals = [r for r in pages.audit() if r.outcome == "denied" and r.job_id == job_id]
     assert len(refusals) == 3 and {r.identity for r in refusals} == {"bob"}
+    metrics = pages.http.get("/metrics").text
+    assert 'adp_service_denials_total{kind="policy"} 3.0' in metrics, "pages count their 403s"
 
     missing = alice.get("/ui/jobs/0123456789abcdef")
     assert missing.status_code == 404 and 'id="status">404<' in missing.text
