@@ -34,6 +34,7 @@ __all__ = [
     "run_job",
     "search",
     "settings",
+    "stream",
     "to_xarray",
 ]
 
@@ -56,6 +57,7 @@ __getattr__, _dir = lazy_exports(
         "search": "adp.tuning.api",
         # a subpackage reachable as an attribute without importing it first
         "models": "adp.models:",
+        "stream": "adp.stream:",
     },
 )
 

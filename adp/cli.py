@@ -29,6 +29,7 @@ from adp.clitools import LazyGroup
         "token": "adp.service.cli:token",
         "retention": "adp.service.cli:retention",
         "cluster": "adp.cluster.cli:cluster",
+        "stream": "adp.stream.cli:stream",
     },
 )
 @click.version_option(package_name="adp")

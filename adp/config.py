@@ -117,6 +117,20 @@ class ServiceSettings(_Section):
     auth: AuthSettings = Field(default_factory=AuthSettings)
 
 
+class StreamSettings(_Section):
+    """Defaults of ``adp stream`` (a stream spec's ``batch`` and ``source`` override them)."""
+
+    max_events: int = Field(1000, alias="max-events", ge=1)
+    max_wait_ms: int = Field(100, alias="max-wait-ms", ge=1)
+    max_in_flight: int = Field(4, alias="max-in-flight", ge=1)
+    claim_idle_ms: int = Field(30_000, alias="claim-idle-ms", ge=1)
+    ack_wait_seconds: float = Field(30.0, alias="ack-wait-seconds", gt=0)
+    dedupe_hours: float = Field(24.0, alias="dedupe-hours", gt=0)
+    reference_scores: int = Field(10_000, alias="reference-scores", ge=100)
+    threshold_audit_change: float = Field(0.1, alias="threshold-audit-change", ge=0)
+    threshold_audit_seconds: float = Field(60.0, alias="threshold-audit-seconds", ge=0)
+
+
 class RetentionSettings(_Section):
     results_days: float | None = Field(None, alias="results-days", gt=0)
     audit_days: float | None = Field(None, alias="audit-days", gt=0)
@@ -135,6 +149,7 @@ class Settings(_Section):
     models: ModelSettings = Field(default_factory=ModelSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
     #: Validated where it is used, by :func:`adp.cluster.kube_settings.kubernetes_settings`
     #: (its typed models live beside the renderer that alone reads them).
     kubernetes: dict[str, Any] = Field(default_factory=dict)

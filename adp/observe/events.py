@@ -46,11 +46,18 @@ COUNTER_FIGURES: frozenset[str] = frozenset(
         "search_trials",
         "audit_records",
         "audit_write_failures",
+        "stream_events",
+        "stream_dead_letters",
+        "stream_anomalies",
+        "stream_batches",
+        "stream_drift_alerts",
     }
 )
 """Figures added to a counter ``adp_<name>_total``."""
 
-HISTOGRAM_FIGURES: frozenset[str] = frozenset({"partition_score_seconds"})
+HISTOGRAM_FIGURES: frozenset[str] = frozenset(
+    {"partition_score_seconds", "stream_batch_seconds", "stream_lag_seconds"}
+)
 """Figures observed, one value per report, by a histogram ``adp_<name>``."""
 
 FIGURES: frozenset[str] = COUNTER_FIGURES | HISTOGRAM_FIGURES

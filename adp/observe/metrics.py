@@ -55,28 +55,40 @@ _HELP: dict[str, str] = {
     "audit_write_failures": "Audit records that could not be written.",
     "graphs_submitted": "Task graphs submitted to the scheduler by any client.",
     "partition_score_seconds": "Seconds to score one partition.",
+    "stream_events": "Events taken from stream sources (dead letters included).",
+    "stream_dead_letters": "Stream events sent to a dead-letter stream.",
+    "stream_anomalies": "Stream events flagged as anomalies.",
+    "stream_batches": "Stream micro-batches committed and acknowledged.",
+    "stream_drift_alerts": "Score drift detected in a stream against the training scores.",
+    "stream_batch_seconds": "Seconds from fetching a stream micro-batch to acknowledging it.",
+    "stream_lag_seconds": "Age of a micro-batch's oldest event when its results are committed.",
 }
 
 COUNTERS: tuple[str, ...] = tuple(sorted(COUNTER_FIGURES | SCHEDULER_COUNTERS))
 """Counter figures; each is exposed as ``adp_<name>_total``."""
 
+_SECONDS_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
 HISTOGRAMS: dict[str, tuple[float, ...]] = {
-    "partition_score_seconds": (
-        0.001,
-        0.005,
-        0.01,
-        0.025,
-        0.05,
-        0.1,
-        0.25,
-        0.5,
-        1.0,
-        2.5,
-        5.0,
-        10.0,
-        30.0,
-        60.0,
-    ),
+    "partition_score_seconds": _SECONDS_BUCKETS,
+    "stream_batch_seconds": _SECONDS_BUCKETS,
+    # a stream that falls behind lags by minutes or hours, not seconds
+    "stream_lag_seconds": (*_SECONDS_BUCKETS, 300.0, 900.0, 3600.0),
 }
 """Histogram figures and their upper bucket bounds (``+Inf`` is implied)."""
 

@@ -17,6 +17,7 @@ from adp.observe import events
 from adp.observe.events import FIGURES, report, report_client
 from adp.observe.metrics import (
     COUNTERS,
+    HISTOGRAMS,
     AdpCollector,
     MetricsState,
     bind,
@@ -38,6 +39,13 @@ EXPECTED_FAMILIES = {
     "adp_audit_records",
     "adp_audit_write_failures",
     "adp_graphs_submitted",
+    "adp_stream_events",
+    "adp_stream_dead_letters",
+    "adp_stream_anomalies",
+    "adp_stream_batches",
+    "adp_stream_drift_alerts",
+    "adp_stream_batch_seconds",
+    "adp_stream_lag_seconds",
 }
 
 
@@ -120,7 +128,7 @@ def test_collector_exposes_every_family_without_labels() -> None:
     assert [(s.name, s.value) for s in rows] == [("adp_rows_scored_total", 42.0)]
     assert families["adp_fit_seconds"].type == "counter"
     assert families["adp_partition_score_seconds"].type == "histogram"
-    assert {f"adp_{c}" for c in COUNTERS} | {"adp_partition_score_seconds"} == set(families)
+    assert {f"adp_{c}" for c in COUNTERS} | {f"adp_{h}" for h in HISTOGRAMS} == set(families)
     assert {f.removesuffix("_seconds") for f in FIGURES} <= {
         n.removeprefix("adp_").removesuffix("_seconds") for n in families
     }

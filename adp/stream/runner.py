@@ -1,0 +1,436 @@
+"""The stream loop: fetch, decode, score on the cluster, threshold, commit, acknowledge.
+
+:class:`StreamRunner` is synchronous and single-threaded:
+
+1. take a micro-batch: a dead consumer's pending messages when there are any
+   (:meth:`Broker.reclaim`), else new ones: at most ``max_events``, gathered for at most
+   ``max_wait_ms`` after the first one arrives;
+2. submit it to the cluster, where one task decodes it and scores the good rows
+   (:func:`adp.stream.scoring.decode_and_score`, with the fitted detector scattered to the
+   workers once); at most ``max_in_flight`` batches are in flight, and while that many
+   are, nothing more is fetched: the broker holds the backlog (lag grows), the consumer's
+   memory does not;
+3. complete the batches in fetch order: flag the scores against the threshold as it
+   stood, write every sink (each commits), publish the bad messages to the dead-letter
+   stream with their reasons, and only then acknowledge the batch's messages; then the
+   threshold learns from the batch.
+
+A consumer killed at any point loses nothing: what it fetched and did not acknowledge is
+delivered again (reclaimed), and the sinks, idempotent by message id, keep one result per
+message. :meth:`StreamRunner.stop` (SIGTERM, SIGINT) stops fetching; the batches in flight
+are completed and acknowledged before :meth:`StreamRunner.run` returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from adp.errors import AdpError, one_line
+from adp.observe.events import report_client
+from adp.stream.brokers.protocol import Broker, Message
+from adp.stream.decode import DeadLetter, dead_letter_payload
+from adp.stream.drift import DriftCheck, DriftMonitor
+from adp.stream.model import StreamModel
+from adp.stream.scoring import decode_and_score
+from adp.stream.sinks import Sink
+from adp.stream.thresholds import StreamThreshold
+
+__all__ = ["AuditHook", "Stopper", "StreamRunner", "StreamStats"]
+
+logger = logging.getLogger(__name__)
+
+#: ``(event_type, action, details)``: appends one audit record (raising when it cannot).
+AuditHook = Callable[[str, str, dict[str, Any]], None]
+
+
+@dataclass
+class StreamStats:
+    """What a run did.
+
+    Attributes
+    ----------
+    events : int
+        Messages taken from the source (reclaimed ones included, dead letters included).
+    results : int
+        Results committed to the sinks (and their messages acknowledged).
+    dead_letters : int
+        Messages sent to the dead-letter stream.
+    anomalies : int
+        Results flagged.
+    batches : int
+        Micro-batches completed.
+    reclaimed : int
+        Messages taken over from a dead consumer (or this one's previous life).
+    max_in_flight : int
+        The most batches scored at once.
+    drift_alerts : int
+        Times drift was found.
+    threshold : float
+        The threshold after the last batch.
+    seconds : float
+        How long the run took.
+    stopped_by : str
+        ``"signal SIGTERM"``, ``"idle"``, ``"max_events"``, ``"stop"``.
+    """
+
+    events: int = 0
+    results: int = 0
+    dead_letters: int = 0
+    anomalies: int = 0
+    batches: int = 0
+    reclaimed: int = 0
+    max_in_flight: int = 0
+    drift_alerts: int = 0
+    threshold: float = math.nan
+    seconds: float = 0.0
+    stopped_by: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready figures (an infinite threshold as ``None``)."""
+        out = asdict(self)
+        out["threshold"] = self.threshold if math.isfinite(self.threshold) else None
+        return out
+
+
+class Stopper:
+    """A stop request shared by a runner and whoever stops it (a signal handler, a
+    thread): :meth:`stop` sets the event once, keeping the first reason."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason = "stop"
+
+    def stop(self, reason: str = "stop") -> None:
+        """Ask the runner to stop, for ``reason`` (the first one given is kept)."""
+        if not self.event.is_set():
+            self.reason = reason
+            self.event.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was asked for."""
+        return self.event.is_set()
+
+
+@dataclass
+class _Batch:
+    messages: list[Message]
+    future: Any
+    fetched_at: float
+    ids: set[str] = field(default_factory=set)
+
+
+def _oldest(messages: Sequence[Message]) -> float | None:
+    stamps = [m.timestamp for m in messages if m.timestamp is not None]
+    return min(stamps) if stamps else None
+
+
+class StreamRunner:
+    """Consume ``broker``, score on ``client``'s cluster, write ``sinks``, acknowledge.
+
+    Parameters
+    ----------
+    broker : Broker
+        The source (and the dead-letter stream's broker).
+    client : distributed.Client
+        Where batches are scored.
+    model : StreamModel
+        The fitted detector (scattered to the workers once) and its reference.
+    threshold : StreamThreshold
+        Flags the scores; adaptive ones learn from each batch.
+    sinks : sequence of Sink
+        Every batch is committed to each, in order, before it is acknowledged.
+    dead_letter : str
+        The dead-letter stream on ``broker``.
+    key : sequence of str
+        Event fields carried into the results.
+    max_events, max_wait_ms, max_in_flight : int
+        Micro-batching (see :class:`adp.stream.spec.BatchSpec`).
+    source : str
+        The source as shown in dead letters (no password).
+    drift : DriftMonitor, optional
+        Checks the scores for drift.
+    audit : AuditHook, optional
+        Writes the threshold-change and drift records.
+    threshold_audit : tuple of float
+        ``(change, seconds)``: an adaptive threshold's move is audited when it moved by
+        more than ``change`` (relative) since the last audited value, at most every
+        ``seconds``.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        client: Any,
+        model: StreamModel,
+        threshold: StreamThreshold,
+        sinks: Sequence[Sink],
+        dead_letter: str,
+        *,
+        key: Sequence[str] = (),
+        max_events: int = 1000,
+        max_wait_ms: int = 100,
+        max_in_flight: int = 4,
+        source: str = "",
+        drift: DriftMonitor | None = None,
+        audit: AuditHook | None = None,
+        threshold_audit: tuple[float, float] = (0.1, 60.0),
+        stopper: Stopper | None = None,
+    ) -> None:
+        self.broker, self.client, self.model = broker, client, model
+        self.threshold, self.sinks = threshold, list(sinks)
+        self.dead_letter, self.key = dead_letter, list(key)
+        self.max_events, self.max_wait_ms = int(max_events), int(max_wait_ms)
+        self.max_in_flight = int(max_in_flight)
+        self.source, self.drift, self.audit = source, drift, audit
+        self.stopper = stopper if stopper is not None else Stopper()
+        self._inflight: deque[_Batch] = deque()
+        self._inflight_ids: set[str] = set()
+        self._audited_threshold = threshold.value
+        self._audited_at = time.monotonic()
+        self._audit_change, self._audit_seconds = threshold_audit
+        self.stats = StreamStats(threshold=threshold.value)
+
+    # -- control ---------------------------------------------------------------------
+
+    def stop(self, reason: str = "stop") -> None:
+        """Stop fetching; the batches in flight are completed and acknowledged."""
+        self.stopper.stop(reason)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self.stopper.stopping
+
+    @property
+    def in_flight(self) -> int:
+        """Batches submitted and not yet completed."""
+        return len(self._inflight)
+
+    # -- the loop --------------------------------------------------------------------
+
+    def run(self, *, max_events: int | None = None, until_idle: float | None = None) -> StreamStats:
+        """Consume until stopped.
+
+        Parameters
+        ----------
+        max_events : int, optional
+            Stop fetching once this many messages were taken (the last batch may pass it).
+        until_idle : float, optional
+            Stop after this many seconds with nothing to fetch and nothing in flight.
+
+        Returns
+        -------
+        StreamStats
+        """
+        started = time.monotonic()
+        detector = self.client.scatter(self.model.detector, broadcast=True, hash=False)
+        idle_since = time.monotonic()
+        try:
+            while True:
+                while self._inflight and self._inflight[0].future.done():
+                    self._complete(self._inflight.popleft())
+                if max_events is not None and self.stats.events >= max_events:
+                    self.stop("max_events")
+                if self.stopper.stopping:
+                    break
+                if len(self._inflight) >= self.max_in_flight:
+                    self._complete(self._inflight.popleft())  # backpressure: wait for one
+                    continue
+                messages = self._take()
+                if messages:
+                    idle_since = time.monotonic()
+                    self._submit(messages, detector)
+                elif self._inflight:
+                    self._wait_for_head()
+                elif until_idle is not None and time.monotonic() - idle_since >= until_idle:
+                    self.stop("idle")
+            while self._inflight:  # stopping: finish what is in flight, acknowledge it
+                self._complete(self._inflight.popleft())
+        finally:
+            detector.release()
+            self.stats.seconds = time.monotonic() - started
+            self.stats.stopped_by = self.stopper.reason
+        return self.stats
+
+    def _take(self) -> list[Message]:
+        room = self.max_events
+        reclaimed = [m for m in self.broker.reclaim(room) if m.id not in self._inflight_ids]
+        if reclaimed:
+            self.stats.reclaimed += len(reclaimed)
+            return reclaimed
+        wait = self.max_wait_ms if not self._inflight else min(self.max_wait_ms, 5)
+        messages = self.broker.fetch(room, wait)
+        if not messages:
+            return messages
+        # fill the batch for up to max_wait_ms after its first event: fewer, larger batches
+        # (each costs a task and a commit) at the price of that much latency
+        deadline = time.monotonic() + self.max_wait_ms / 1000.0
+        while len(messages) < room and not self.stopper.stopping:
+            left = int((deadline - time.monotonic()) * 1000)
+            if left <= 0:
+                break
+            more = self.broker.fetch(room - len(messages), left)
+            if not more:
+                break
+            messages += more
+        return messages
+
+    def _wait_for_head(self) -> None:
+        from distributed import wait
+
+        with contextlib.suppress(TimeoutError):
+            wait([self._inflight[0].future], timeout=self.max_wait_ms / 1000.0)
+
+    def _submit(self, messages: list[Message], detector: Any) -> None:
+        self.stats.events += len(messages)
+        future = self.client.submit(
+            decode_and_score,
+            messages,
+            detector,
+            self.key,
+            key=f"adp-stream-score-{uuid.uuid4().hex}",
+            pure=False,
+        )
+        ids = {m.id for m in messages}
+        self._inflight.append(_Batch(messages, future, time.monotonic(), ids))
+        self._inflight_ids |= ids
+        self.stats.max_in_flight = max(self.stats.max_in_flight, len(self._inflight))
+
+    def _send_dead(self, letters: list[DeadLetter]) -> None:
+        """Publish dead letters (their acknowledgement is the caller's)."""
+        items = [(d.message.id, dead_letter_payload(d, self.source)) for d in letters]
+        self.broker.publish(self.dead_letter, items)
+        self.stats.dead_letters += len(letters)
+
+    def _complete(self, batch: _Batch) -> None:
+        try:
+            try:
+                scored, dead = batch.future.result()
+            except AdpError as exc:  # the data at fault, though it decoded
+                reason = f"scoring failed: {one_line(str(exc), 300)}"
+                self._send_dead([DeadLetter(m, reason) for m in batch.messages])
+                self.broker.ack([m.id for m in batch.messages])
+                self._report(stream_dead_letters=len(batch.messages))
+                return
+            self._commit(batch, scored, dead)
+        finally:
+            self._inflight_ids -= batch.ids
+            batch.future.release()
+
+    def _commit(self, batch: _Batch, scored: pd.DataFrame, dead: list[tuple[str, str]]) -> None:
+        value = self.threshold.value
+        scores = scored["score"].to_numpy(dtype=np.float64)
+        flags = scores >= value
+        by_id = {m.id: m for m in batch.messages}
+        ids = [str(i) for i in scored.index.tolist()]  # (iterating an Arrow index is slow)
+        results = scored[self.key].copy() if self.key else pd.DataFrame(index=scored.index)
+        results.index = pd.Index(ids, name="message_id", dtype=object)
+        results["score"] = scores
+        results["is_anomaly"] = flags
+        results["threshold"] = value
+        results["model"] = self.model.ref
+        stamps = [by_id[i].timestamp for i in ids]
+        results["event_time"] = pd.to_datetime(
+            pd.Series(stamps, dtype="float64").to_numpy(), unit="s", utc=True
+        )
+        results["scored_at"] = pd.Timestamp.now(tz="UTC")
+        letters = [DeadLetter(by_id[mid], reason) for mid, reason in dead]
+        accounted = set(ids) | {mid for mid, _ in dead}
+        dropped = "left out by the model's missing-value policy (drop)"
+        letters += [DeadLetter(m, dropped) for m in batch.messages if m.id not in accounted]
+        if len(results):
+            for sink in self.sinks:
+                sink.write(results)
+        if letters:
+            self._send_dead(letters)
+        self.broker.ack([m.id for m in batch.messages])  # only now: everything is committed
+        self.threshold.update(scores, flags)  # after the commit: a failed batch teaches nothing
+        self._account(batch, results, scores, flags, len(letters))
+
+    def _account(
+        self,
+        batch: _Batch,
+        results: pd.DataFrame,
+        scores: np.ndarray,
+        flags: np.ndarray,
+        dead: int,
+    ) -> None:
+        now = time.monotonic()
+        anomalies = int(flags.sum())
+        self.stats.results += len(results)
+        self.stats.anomalies += anomalies
+        self.stats.batches += 1
+        self.stats.threshold = self.threshold.value
+        figures: dict[str, float] = {
+            "stream_events": len(batch.messages),
+            "stream_dead_letters": dead,
+            "stream_anomalies": anomalies,
+            "stream_batches": 1,
+            "stream_batch_seconds": now - batch.fetched_at,
+        }
+        oldest = _oldest(batch.messages)
+        if oldest is not None:
+            figures["stream_lag_seconds"] = max(0.0, time.time() - oldest)
+        self._check_drift(scores, figures)
+        self._report(**figures)
+        self._audit_threshold(now)
+
+    def _check_drift(self, scores: np.ndarray, figures: dict[str, float]) -> None:
+        if self.drift is None:
+            return
+        was = self.drift.drifted
+        check = self.drift.observe(scores)
+        if check is None or check.drifted == was:
+            return
+        if check.drifted:
+            self.stats.drift_alerts += 1
+            figures["stream_drift_alerts"] = 1
+        self._record("stream.drift", "drift" if check.drifted else "recovered", _drift(check))
+
+    def _audit_threshold(self, now: float) -> None:
+        value, last = self.threshold.value, self._audited_threshold
+        if value == last or now - self._audited_at < self._audit_seconds:
+            return
+        moved = not (math.isfinite(value) and math.isfinite(last))
+        if not moved:
+            moved = abs(value - last) > self._audit_change * max(abs(last), 1e-12)
+        if moved:
+            details = {"kind": self.threshold.kind, "from": _finite(last), "to": _finite(value)}
+            self._record("stream.threshold", "change", details)
+            self._audited_threshold, self._audited_at = value, now
+
+    def _record(self, event_type: str, action: str, details: dict[str, Any]) -> None:
+        if self.audit is not None:
+            self.audit(event_type, action, details)
+
+    def _report(self, **figures: float) -> None:
+        try:
+            report_client(self.client, **figures)
+        except Exception:  # metrics never stop the stream
+            logger.debug("could not report stream figures", exc_info=True)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _drift(check: DriftCheck) -> dict[str, Any]:
+    return {
+        "method": check.method,
+        "statistic": check.statistic,
+        "limit": check.limit,
+        "scores": check.scores,
+    }

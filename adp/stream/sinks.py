@@ -1,0 +1,233 @@
+"""Where a stream's results go, idempotently by message id.
+
+A sink's :meth:`~Sink.write` returns once the batch is committed; the runner acknowledges
+the batch's messages only after every sink returned. A message delivered again (its
+consumer died after the commit, before the acknowledgement) is written again, and the sink
+keeps the first result:
+
+- :class:`SqlSink`: a table (created when missing) whose primary key is ``message_id``;
+  rows are inserted with ``ON CONFLICT (message_id) DO NOTHING`` in one transaction per
+  batch (PostgreSQL and SQLite).
+- :class:`StreamSink`: an output stream on the source's broker, published idempotently
+  by message id (:meth:`adp.stream.brokers.Broker.publish`).
+
+Result rows carry ``message_id``, the key columns, ``score`` (float64), ``is_anomaly``,
+the ``threshold`` the row was flagged against (null while an adaptive threshold warms
+up), the ``model`` (``name@version``), the broker's ``event_time`` and ``scored_at`` (UTC).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from adp.db import check_identifier, connect_error, engine_for, safe_url, write_transaction
+from adp.errors import ConfigError, SourceError, bounded
+from adp.stream.brokers.protocol import Broker
+
+__all__ = ["RESULT_COLUMNS", "Sink", "SqlSink", "StreamSink", "result_records"]
+
+#: The columns every result has besides the key columns.
+RESULT_COLUMNS = ("score", "is_anomaly", "threshold", "model", "event_time", "scored_at")
+_DIALECTS = ("postgresql", "sqlite")
+
+
+class Sink(Protocol):
+    """A destination for results that is idempotent by ``message_id``."""
+
+    name: str
+
+    def write(self, results: pd.DataFrame) -> None:
+        """Commit ``results`` (one row per message id); on return they are durable."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def _native(values: Any) -> list[Any]:
+    """A column as Python values (NaN and NaT as None)."""
+    series = pd.Series(values)
+    out: list[Any] = series.astype(object).where(series.notna(), None).tolist()
+    return out
+
+
+def result_records(results: pd.DataFrame) -> list[dict[str, Any]]:
+    """The result rows as plain Python dicts (``message_id`` first)."""
+    columns: dict[str, list[Any]] = {"message_id": [str(i) for i in results.index.tolist()]}
+    for name in results.columns:
+        column = results[name]
+        if name == "is_anomaly":
+            columns[name] = [bool(v) for v in column.to_numpy()]
+        elif name == "score":
+            columns[name] = [float(v) for v in column.to_numpy(dtype=np.float64)]
+        elif name == "threshold":  # none yet (an adaptive threshold warming up): null
+            values = column.to_numpy(dtype=np.float64)
+            columns[name] = [float(v) if np.isfinite(v) else None for v in values]
+        else:
+            columns[name] = _native(column)
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def _sql_type(dtype: Any) -> sa.types.TypeEngine[Any]:
+    if pd.api.types.is_bool_dtype(dtype):
+        return sa.Boolean()
+    if pd.api.types.is_integer_dtype(dtype):
+        return sa.BigInteger()
+    if pd.api.types.is_float_dtype(dtype):
+        return sa.Double()
+    return sa.Text()
+
+
+class SqlSink:
+    """Results in the table ``table`` at ``url``, one row per message id.
+
+    Parameters
+    ----------
+    url : str
+        A PostgreSQL or SQLite SQLAlchemy URL (checked by :func:`adp.db.engine_for`).
+    table : str
+        A plain SQL identifier; the table is created at the first write when missing (key
+        columns typed after that batch), and must otherwise have ``message_id`` as its
+        primary key and the result columns.
+    key : sequence of str
+        The key columns.
+    """
+
+    def __init__(self, url: str, table: str, key: Sequence[str] = ()) -> None:
+        self.table_name = check_identifier(table, "sinks.sql.table")
+        self.key = [check_identifier(k, "key column") for k in key]
+        self.name = f"sql:{safe_url(url)}#{table}"
+        self._url = url
+        self.engine = engine_for(url, what="sinks.sql.url")
+        dialect = self.engine.dialect.name
+        if dialect not in _DIALECTS:
+            raise ConfigError(
+                f"sinks.sql.url: the stream's SQL sink writes to PostgreSQL or SQLite, not "
+                f"{dialect} ({safe_url(url)})"
+            )
+        self._table: sa.Table | None = None
+
+    def __repr__(self) -> str:
+        return f"SqlSink({self.name!r})"
+
+    def _define(self, results: pd.DataFrame) -> sa.Table:
+        metadata = sa.MetaData()
+        columns: list[sa.Column[Any]] = [sa.Column("message_id", sa.Text(), primary_key=True)]
+        columns += [sa.Column(k, _sql_type(results[k].dtype)) for k in self.key]
+        columns += [
+            sa.Column("score", sa.Double(), nullable=False),
+            sa.Column("is_anomaly", sa.Boolean(), nullable=False),
+            sa.Column("threshold", sa.Double()),
+            sa.Column("model", sa.Text()),
+            sa.Column("event_time", sa.DateTime(timezone=True)),
+            sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
+        ]
+        return sa.Table(self.table_name, metadata, *columns)
+
+    def _prepare(self, results: pd.DataFrame) -> sa.Table:
+        table = self._define(results)
+        try:
+            with write_transaction(self.engine) as conn:
+                table.create(conn, checkfirst=True)
+                found = sa.inspect(conn).get_columns(self.table_name)
+                primary = sa.inspect(conn).get_pk_constraint(self.table_name)
+        except sa.exc.OperationalError as exc:
+            raise connect_error(self._url, exc) from exc
+        names = {c["name"] for c in found}
+        lacking = [c.name for c in table.columns if c.name not in names]
+        if lacking or primary.get("constrained_columns") != ["message_id"]:
+            raise ConfigError(
+                f"table {self.table_name!r} at {safe_url(self._url)} is not a stream result "
+                f"table (lacking {bounded(lacking)}, or message_id is not its primary key): "
+                "choose another sinks.sql.table"
+            )
+        return table
+
+    def write(self, results: pd.DataFrame) -> None:
+        """Insert the rows whose message id is not in the table yet, in one transaction."""
+        if not len(results):
+            return
+        if self._table is None:
+            self._table = self._prepare(results)
+        statement: Any
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
+            statement = postgresql.insert(self._table)
+        else:
+            from sqlalchemy.dialects import sqlite
+
+            statement = sqlite.insert(self._table)
+        statement = statement.on_conflict_do_nothing(index_elements=["message_id"])
+        try:
+            with write_transaction(self.engine) as conn:
+                conn.execute(statement, result_records(results))
+        except sa.exc.OperationalError as exc:
+            raise connect_error(self._url, exc) from exc
+        except sa.exc.DBAPIError as exc:
+            raise SourceError(
+                f"cannot write stream results to table {self.table_name!r} at "
+                f"{safe_url(self._url)}: {str(exc.orig).strip().splitlines()[0]}"
+            ) from exc
+
+    def close(self) -> None:
+        """Nothing to release: the engine is the process's shared one for the URL."""
+
+
+class StreamSink:
+    """Results published to ``stream`` on ``broker`` as JSON, one message per row.
+
+    Parameters
+    ----------
+    broker : Broker
+        The source's broker.
+    stream : str
+        The output stream (Redis key, NATS subject, Kafka topic).
+    only_anomalies : bool
+        Publish flagged rows only.
+    maxlen : int, optional
+        Redis: trim the output stream to about this many entries.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        stream: str,
+        *,
+        only_anomalies: bool = False,
+        maxlen: int | None = None,
+    ) -> None:
+        self.broker, self.stream = broker, stream
+        self.only_anomalies, self.maxlen = only_anomalies, maxlen
+        self.name = f"stream:{stream}"
+
+    def __repr__(self) -> str:
+        return f"StreamSink({self.stream!r}, only_anomalies={self.only_anomalies})"
+
+    def write(self, results: pd.DataFrame) -> None:
+        """Publish the rows (the flagged ones with ``only_anomalies``)."""
+        if self.only_anomalies:
+            results = results[results["is_anomaly"].to_numpy(dtype=bool)]
+        if not len(results):
+            return
+        results = results.copy()
+        for name in ("event_time", "scored_at"):  # ISO 8601 text, converted column-wise
+            results[name] = results[name].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        # json.dumps writes each float's shortest round-trip form: a reader gets the exact
+        # score (pandas' to_json would round it to 10 or 15 digits)
+        items = [
+            (row["message_id"], json.dumps(row, separators=(",", ":")).encode())
+            for row in result_records(results)
+        ]
+        self.broker.publish(self.stream, items, maxlen=self.maxlen)
+
+    def close(self) -> None:
+        """Nothing to release: the broker is the runner's."""

@@ -1,0 +1,31 @@
+"""`adp bench stream` on a small scale: every phase runs and its figures hang together."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from adp.bench.streaming import bench_stream
+
+
+@pytest.mark.slow
+def test_bench_stream_measures_throughput_latency_memory_and_river(
+    redis_client: Any, stream_client: Any
+) -> None:
+    result = bench_stream(
+        events=1500,
+        features=5,
+        rate=500,
+        seconds=2.0,
+        batch=500,
+        river_events=300,
+        train_rows=2000,
+        client=stream_client,
+    )
+    sustained, latency, river = result["sustained"], result["latency"], result["river"]
+    assert sustained["events"] == 1500 and sustained["events_per_s"] > 0
+    assert latency["events"] == 1000
+    assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    assert 0 < latency["rss_start_mb"] <= latency["rss_peak_mb"]
+    assert river["events"] == 300 and river["events_per_s"] > 0
