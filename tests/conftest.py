@@ -34,6 +34,16 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ODDS = REPO.parent / "shared" / "data" / "odds"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``), the tests that use
+    the one PostgreSQL database run in one worker, one after another: some clean up tables
+    by prefix (staging tables have random names) and would drop a neighbour's."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "pg_url" in fixtures or item.get_closest_marker("postgres") is not None:
+            item.add_marker(pytest.mark.xdist_group("postgres"))
+
+
 @pytest.fixture(scope="session")
 def client() -> Iterator[Client]:
     """A LocalCluster with 2 worker processes (1 thread each), shared by the session.

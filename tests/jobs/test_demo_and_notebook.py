@@ -1,11 +1,9 @@
-"""``adp demo`` end to end, the quickstart notebook, and ``adp.connect``."""
+"""``adp demo`` end to end and ``adp.connect`` (the notebooks run in tests/notebooks/)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,8 +11,6 @@ import pytest
 import adp
 from adp.errors import ConfigError
 from adp.jobs.demo_lake import generate
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_demo_lake_has_known_injected_anomalies(tmp_path) -> None:
@@ -75,39 +71,6 @@ def test_adp_demo_prints_summary_and_writes_report(client, tmp_path) -> None:
     page = (tmp_path / "out" / "report.html").read_text()
     assert page.count("<svg") >= 2  # histogram and series
     assert "threshold" in page and "Top 25 anomalies" in page
-
-
-@pytest.mark.slow
-def test_quickstart_notebook_executes(client, tmp_path) -> None:
-    jupytext = pytest.importorskip("jupytext")
-    nbclient = pytest.importorskip("nbclient")
-    notebook = jupytext.read(REPO / "notebooks" / "quickstart.py")
-    generate(tmp_path / "lake", sensors=5, days=2)
-    env = {
-        "ADP_SCHEDULER": client.scheduler.address,
-        "ADP_DEMO_LAKE": str(tmp_path / "lake"),
-    }
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        nbclient.NotebookClient(notebook, timeout=240, kernel_name="python3").execute(
-            cwd=str(tmp_path)
-        )
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
-    assert "rows scored" in outputs and "precision" in outputs
-    images = [
-        o["data"]["image/png"]
-        for cell in notebook.cells
-        for o in cell.get("outputs", [])
-        if "image/png" in o.get("data", {})
-    ]
-    assert len(images) == 1 and len(images[0]) > 1000, "the plot is drawn inline"
 
 
 def test_connect_to_an_address_rejects_local_options(client) -> None:
