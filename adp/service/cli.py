@@ -81,13 +81,14 @@ def serve(
 
 @click.command("submit")
 @click.argument("job", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--stream", is_flag=True, help="JOB is a stream spec (as for `adp stream`).")
 @_server
 @_token
 @fail_cleanly
-def submit(job: Path, server: str | None, token: str | None) -> None:
+def submit(job: Path, stream: bool, server: str | None, token: str | None) -> None:
     """Submit JOB (a YAML spec) to the service; prints the job's id and returns."""
     with _client(server, token) as client:
-        click.echo(client.submit(job))
+        click.echo(client.submit_stream(job) if stream else client.submit(job))
 
 
 @click.group("jobs")

@@ -115,6 +115,28 @@ class ServiceClient:
         answer = self._call("POST", "/jobs", json=parsed.to_dict()).json()
         return str(answer["id"])
 
+    def submit_stream(self, spec: str | Path | Mapping[str, Any]) -> str:
+        """Submit a stream (an ``adp stream`` spec) as a job; return its id at once.
+
+        The service consumes it on the cluster until it ends (``max_events`` or
+        ``until_idle`` are not service options: a stream job runs until cancelled),
+        governed by the policy's ``stream:read`` / ``stream:write`` permissions.
+
+        Parameters
+        ----------
+        spec : path or mapping
+            A YAML stream spec or a mapping, validated here first (relative paths resolved
+            against this process's working directory).
+        """
+        from adp.stream.spec import StreamSpec
+
+        if isinstance(spec, Mapping):
+            parsed = StreamSpec.from_dict(dict(spec))
+        else:
+            parsed = StreamSpec.from_yaml(spec)
+        answer = self._call("POST", "/jobs", json={"stream": parsed.to_dict()}).json()
+        return str(answer["id"])
+
     def jobs(self, state: str | None = None) -> list[dict[str, Any]]:
         """Your jobs (every job for an operator), newest first."""
         params = {"state": state} if state else None

@@ -26,6 +26,8 @@ from adp.redact import redact_url
 from adp.service.identity import Identity
 from adp.service.policy import Decision, Policy, job_checks, quality_gate
 from adp.service.store import JobRecord, JobStore, new_job_id
+from adp.service.stream_jobs import STREAM_KEY, is_stream, stream_checks, stream_spec
+from adp.stream.spec import StreamSpec
 
 logger = logging.getLogger(__name__)
 
@@ -177,10 +179,11 @@ class JobControl:
         if not decision.allowed:
             self.deny(who, decision)
 
-    def start_denial(self, record: JobRecord, spec: JobSpec) -> str | None:
-        """The policy again, when a queued job starts (roles as submitted); the denial is
-        audited and returned, or None when the job may start."""
-        decision = self.policy.decide_all(record.roles, job_checks(spec))
+    def start_denial(self, record: JobRecord, spec: JobSpec | StreamSpec) -> str | None:
+        """The policy again, when a queued job or stream starts (roles as submitted); the
+        denial is audited and returned, or None when it may start."""
+        checks = stream_checks(spec) if isinstance(spec, StreamSpec) else job_checks(spec)
+        decision = self.policy.decide_all(record.roles, checks)
         if decision.allowed:
             return None
         try:
@@ -239,6 +242,8 @@ class JobControl:
             except UnicodeDecodeError as exc:
                 raise SpecError(f"the job spec is not UTF-8 text (byte {exc.start})") from None
         data = _parse(text)
+        if isinstance(data, dict) and is_stream(data):
+            return self._submit_stream(who, data[STREAM_KEY])
         _absolute_paths(data)
         spec = JobSpec.from_dict(data, origin="job spec")
         if spec.output is None or spec.detector is None:
@@ -264,6 +269,40 @@ class JobControl:
             spec_shown=_mask(spec.to_dict()),
             output=redact_url(spec.output.uri),
             log=f"queued by {who.subject}",
+            job_id=job_id,
+        )
+        self._wake()
+        return record
+
+    def _submit_stream(self, who: Identity, data: Any) -> JobRecord:
+        """Queue a stream job (``{"stream": {...}}``): validated, the policy checked
+        (:func:`adp.service.stream_jobs.stream_checks`), audited, then queued."""
+        if isinstance(data, dict):
+            for section in ("fit", "threshold"):
+                part = data.get(section)
+                _absolute_paths({"source": part.get("source")} if isinstance(part, dict) else {})
+        spec = stream_spec(data)
+        self.check(who, stream_checks(spec))
+        job_id = new_job_id()
+        shown = spec.to_dict()
+        self.audit_log.append(
+            "service.submit",
+            action="jobs:submit",
+            resource=spec.source.shown(),
+            job_id=job_id,
+            details={"name": spec.name, "kind": "stream"},
+            identity=who.subject,
+            source="service",
+        )
+        sink = spec.sinks.sql
+        record = self.store.create(
+            name=spec.name,
+            owner=who.subject,
+            roles=who.roles,
+            spec={STREAM_KEY: shown},
+            spec_shown={STREAM_KEY: _mask(shown)},
+            output=redact_url(f"{sink.url}#{sink.table}") if sink is not None else None,
+            log=f"stream queued by {who.subject}",
             job_id=job_id,
         )
         self._wake()

@@ -30,12 +30,13 @@ from adp.jobs.spec import JobSpec
 from adp.observe.audit import AuditLog
 from adp.service.fitted import KeptModel
 from adp.service.store import JobRecord, JobStore
+from adp.service.stream_jobs import is_stream, run_stream_job, stream_spec
 
 logger = logging.getLogger(__name__)
 
 #: ``authorize(record, spec)``: None to let the job start, else why it may not (the
 #: policy is checked again when a job starts, not only when it is submitted).
-Authorize = Callable[[JobRecord, JobSpec], str | None]
+Authorize = Callable[[JobRecord, Any], str | None]
 #: ``quality(record)``: the job's data-quality gate, or None when the policy sets none.
 QualityGate = Callable[[JobRecord], Callable[[DataProfile], None] | None]
 #: Seconds between two looks at the queue when nothing wakes the driver.
@@ -168,6 +169,8 @@ class JobDriver:
         store.log(
             record.id, f"started (attempt {record.attempt}) by the service for {record.owner}"
         )
+        if is_stream(record.spec):
+            return self._run_stream(record)
         try:
             spec = JobSpec.from_dict(record.spec, origin=f"job {record.id}")
         except AdpError as exc:
@@ -206,6 +209,55 @@ class JobDriver:
         )
         return store.finish(record.id, "succeeded", summary=summary, report=report_path)
 
+    def _stop_check(self, record: JobRecord) -> Callable[[], None]:
+        def stop_check() -> None:
+            if self._stopping.is_set():
+                raise ServiceStopping()
+            by = self.store.cancel_requested(record.id)
+            if by is not None:
+                raise JobCancelled(by)
+
+        return stop_check
+
+    def _run_stream(self, record: JobRecord) -> JobRecord:
+        """Run a stream job (:mod:`adp.service.stream_jobs`) on a client of its own."""
+        try:
+            spec = stream_spec(record.spec["stream"], origin=f"stream job {record.id}")
+        except AdpError as exc:
+            return self._end(record, "failed", error=str(exc))
+        if self.authorize is not None:
+            denied = self.authorize(record, spec)
+            if denied is not None:
+                return self._end(record, "failed", error=f"denied when starting: {denied}")
+        self.store.progress(record.id, "stream", 0, 0)
+        client = Client(self.address, set_as_default=False, timeout=30)
+        try:
+            state, summary, reason = run_stream_job(
+                spec,
+                client=client,
+                audit_log=self.audit_log,
+                identity=record.owner,
+                job_id=record.id,
+                stop_check=self._stop_check(record),
+            )
+        except Exception as exc:
+            logger.debug("stream %s failed:\n%s", record.id, traceback.format_exc())
+            return self._end(record, "failed", error=str(exc))
+        finally:
+            client.close(timeout=10)
+        events, results = summary.get("events", 0), summary.get("results", 0)
+        line = (
+            f"{state}: {events} events, {results} results, {summary.get('anomalies', 0)} "
+            f"anomalies, {summary.get('dead_letters', 0)} dead letters"
+        )
+        self.store.log(record.id, line + (f" ({reason})" if reason else ""))
+        return self.store.finish(
+            record.id,
+            state,
+            summary=summary,
+            error=one_line(reason, ERROR_LIMIT) if reason else None,
+        )
+
     def _execute(self, record: JobRecord, spec: JobSpec, report: Path, client: Client) -> JobResult:
         last: dict[str, Any] = {"stage": None, "time": 0.0}
 
@@ -217,13 +269,7 @@ class JobDriver:
                 self.store.progress(record.id, stage, done, total)
                 last.update(stage=stage, time=now)
 
-        def stop_check() -> None:
-            if self._stopping.is_set():
-                raise ServiceStopping()
-            by = self.store.cancel_requested(record.id)
-            if by is not None:
-                raise JobCancelled(by)
-
+        stop_check = self._stop_check(record)
         keeper = KeptModel(self.store, record.id, self.models_dir)
         result = run_job(
             spec,

@@ -95,6 +95,8 @@ ACTIONS: Mapping[str, str] = {
     "jobs:submit": "submit jobs, and see, cancel and resume one's own",
     "jobs:read-all": "see every user's jobs, their logs and reports",
     "jobs:cancel-all": "cancel any user's job",
+    "stream:read": "consume a broker's stream (<kind>://<host:port>/<stream>) in a stream job",
+    "stream:write": "write results or dead letters to a broker's stream in a stream job",
     "models:use": "score with a registered model",
     "models:register": "register a model in the registry",
     "audit:read": "read the audit trail",

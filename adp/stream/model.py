@@ -21,8 +21,10 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from adp.detect.contamination import check_contamination
 from adp.detect.detection import raw_scores, shared_partitions
 from adp.detect.detector import BaseDetector, create_detector
+from adp.detect.threshold import from_spec
 from adp.errors import SpecError, bounded
 from adp.io.read import read
 from adp.redact import redact_url
@@ -116,7 +118,12 @@ def calibrate(
         Float64 scores, a uniform sample within each partition.
     """
     scored = shared_partitions(raw_scores(detector, detector.prepare(ddf)))
-    rule = detector.threshold_rule(contamination)
+    # a number is a share here, not a score (threshold_rule reads a number as a score)
+    rule = (
+        detector.threshold_rule()
+        if contamination is None
+        else from_spec(contamination=check_contamination(contamination))
+    )
     per_part = max(1, math.ceil(reference_size / max(1, scored.npartitions)))
     take = dask.delayed(_take, pure=True)
     # delayed objects on the same partition keys as the threshold's passes: scored once

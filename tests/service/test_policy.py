@@ -361,6 +361,8 @@ def test_the_catalogue_and_the_default_policy() -> None:
         "quality:override",
         "retention:apply",
         "service:admin",
+        "stream:read",
+        "stream:write",
     }
     assert all(isinstance(meaning, str) and meaning for meaning in ACTIONS.values())
     policy = Policy.default()
