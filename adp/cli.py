@@ -30,6 +30,7 @@ from adp.clitools import LazyGroup
         "retention": "adp.service.cli:retention",
         "cluster": "adp.cluster.cli:cluster",
         "stream": "adp.stream.cli:stream",
+        "review": "adp.feedback.cli:review",
     },
 )
 @click.version_option(package_name="adp")

@@ -129,6 +129,15 @@ class StreamSettings(_Section):
     reference_scores: int = Field(10_000, alias="reference-scores", ge=100)
     threshold_audit_change: float = Field(0.1, alias="threshold-audit-change", ge=0)
     threshold_audit_seconds: float = Field(60.0, alias="threshold-audit-seconds", ge=0)
+    refit_dir: str | None = Field(None, alias="refit-dir")
+
+
+class FeedbackSettings(_Section):
+    """Analyst feedback (:mod:`adp.feedback`): where labels live, how review picks rows."""
+
+    url: str | None = None
+    table_prefix: str = Field("adp_", alias="table-prefix")
+    diverse_rows: int = Field(20_000, alias="diverse-rows", ge=10)
 
 
 class RetentionSettings(_Section):
@@ -150,6 +159,7 @@ class Settings(_Section):
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     #: Validated where it is used, by :func:`adp.cluster.kube_settings.kubernetes_settings`
     #: (its typed models live beside the renderer that alone reads them).
     kubernetes: dict[str, Any] = Field(default_factory=dict)

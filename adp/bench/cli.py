@@ -21,6 +21,7 @@ from adp.clitools import LazyGroup
         "plugins": "adp.bench.plugin_overhead:plugins",
         "chaos": "adp.bench.chaos:chaos",
         "service": "adp.bench.service_load:service",
+        "feedback": "adp.bench.simulated_review:feedback",
         "stream": "adp.bench.streaming:stream",
     },
 )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import platform
+import re
 from functools import lru_cache
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -49,6 +50,8 @@ _LIBRARIES = (
     "cloudpickle",
 )
 _INSERT_ATTEMPTS = 5
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_METHOD = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 def library_versions() -> dict[str, str]:
@@ -134,6 +137,9 @@ class ModelRegistry:
         fingerprint: str | None = None,
         metrics: dict[str, Any] | None = None,
         stage: str = "none",
+        parent: str | None = None,
+        label_sha256: str | None = None,
+        method: str | None = None,
     ) -> ModelVersion:
         """Store a fitted detector as the next version of ``name``.
 
@@ -155,6 +161,14 @@ class ModelRegistry:
             Search or evaluation figures (:meth:`adp.search.SearchResult.metrics`).
         stage : str
             Initial stage (``"none"``).
+        parent : str, optional
+            Lineage: the registered version this one was learned from, ``name@version``.
+        label_sha256 : str, optional
+            Lineage: the SHA-256 (64 hex digits) of the label set it learned from
+            (:func:`adp.feedback.labels.label_set_sha256`).
+        method : str, optional
+            Lineage: how it was learned (``"threshold"``, ``"semi_supervised"``,
+            ``"ensemble_weights"``).
 
         Returns
         -------
@@ -162,6 +176,7 @@ class ModelRegistry:
         """
         check_model_name(name)
         check_stage(stage)
+        parent, label_sha256, method = check_lineage(parent, label_sha256, method)
         if not isinstance(detector, BaseDetector):
             raise ConfigError(
                 f"register() takes an adp.Detector, got {type(detector).__name__}; "
@@ -197,6 +212,9 @@ class ModelRegistry:
                 metrics=jsonable(metrics or {}),
                 versions=library_versions(),
                 metadata=jsonable(metadata or {}),
+                parent=parent,
+                label_sha256=label_sha256,
+                method=method,
             )
             self.store.write(record.artifact_uri, data)  # bytes first, then the row
             try:
@@ -262,6 +280,36 @@ class ModelRegistry:
         return self.catalog.set_stage(record.name, record.version, stage, archive_existing)
 
 
+def check_lineage(
+    parent: str | None, label_sha256: str | None, method: str | None
+) -> tuple[str | None, str | None, str | None]:
+    """Check the lineage fields of a registration; return them (``parent`` as
+    ``name@version``).
+
+    Raises
+    ------
+    adp.errors.ConfigError
+        Naming the field: a parent that is not ``name@<number>``, a label hash that is not
+        64 hex digits, a method that is not a short name.
+    """
+    if parent is not None:
+        name, version = parse_ref(parent)
+        if not isinstance(version, int):
+            raise ConfigError(
+                f"lineage parent {parent!r} must name a version by number, e.g. {name}@3"
+            )
+        parent = f"{name}@{version}"
+    if label_sha256 is not None and not _SHA256.fullmatch(str(label_sha256)):
+        raise ConfigError(
+            f"lineage label_sha256 {label_sha256!r} is not a SHA-256: give 64 hex digits"
+        )
+    if method is not None and not _METHOD.fullmatch(str(method)):
+        raise ConfigError(
+            f"lineage method {method!r} is not valid: use 1-64 lower-case letters, digits or _"
+        )
+    return parent, label_sha256, method
+
+
 def _defaults(url: str | None, store: str | None) -> tuple[str, str]:
     from adp.config import settings
 
@@ -296,10 +344,14 @@ def register(
     metrics: dict[str, Any] | None = None,
     stage: str = "none",
     registry: ModelRegistry | None = None,
+    parent: str | None = None,
+    label_sha256: str | None = None,
+    method: str | None = None,
 ) -> ModelVersion:
     """Register a fitted detector as the next version of ``name``.
 
-    See :meth:`ModelRegistry.register`; ``registry`` defaults to the configured one.
+    See :meth:`ModelRegistry.register` (``parent``, ``label_sha256`` and ``method`` are
+    its lineage fields); ``registry`` defaults to the configured one.
 
     Examples
     --------
@@ -315,6 +367,9 @@ def register(
         fingerprint=fingerprint,
         metrics=metrics,
         stage=stage,
+        parent=parent,
+        label_sha256=label_sha256,
+        method=method,
     )
 
 
@@ -370,6 +425,7 @@ def load_detector(ref: str, *, registry: ModelRegistry | None = None) -> BaseDet
 
 __all__ = [
     "ModelRegistry",
+    "check_lineage",
     "default_registry",
     "get",
     "info",

@@ -5,6 +5,11 @@ database by URL (``adp.models.url``). Table names are ``<prefix>model_versions``
 (and an optional schema) are validated identifiers, never interpolated user text. Versions
 count from 1 per model name; two registrations racing for the same number are separated by
 the unique constraint on (name, version), and the loser retries with the next number.
+
+Lineage: a version learned from another (:mod:`adp.feedback`) records its ``parent``
+(``name@version``), the SHA-256 of the label set it learned from (``label_sha256``) and the
+``method``. The three columns are nullable and added to a table created before they existed
+(:data:`LINEAGE_COLUMNS`), so older registries keep working.
 """
 
 from __future__ import annotations
@@ -87,6 +92,11 @@ class ModelVersion:
     versions: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     stage_changed_at: dt.datetime | None = None
+    #: Lineage: the version this one was learned from (``name@version``), the SHA-256 of
+    #: the label set it learned from, and how (``"threshold"``, ``"semi_supervised"``, ...).
+    parent: str | None = None
+    label_sha256: str | None = None
+    method: str | None = None
 
     @property
     def ref(self) -> str:
@@ -99,6 +109,15 @@ class ModelVersion:
             if out[key] is not None:
                 out[key] = out[key].isoformat()
         return out
+
+
+#: Columns added after the table's first release, with their types: added (nullable) to an
+#: existing table when a :class:`Catalog` opens it.
+LINEAGE_COLUMNS: dict[str, sa.types.TypeEngine[Any]] = {
+    "parent": sa.String(160),
+    "label_sha256": sa.String(64),
+    "method": sa.String(64),
+}
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -155,9 +174,36 @@ class Catalog:
             sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
             sa.Column("created_by", sa.String(128), nullable=False),
             sa.Column("stage_changed_at", sa.DateTime(timezone=True)),
+            *(sa.Column(name, kind) for name, kind in LINEAGE_COLUMNS.items()),
             sa.UniqueConstraint("name", "version", name=f"{table_prefix}model_name_version"),
         )
         self.metadata.create_all(self.engine, checkfirst=True)
+        self._add_lineage_columns()
+
+    def _add_lineage_columns(self) -> None:
+        """Add the :data:`LINEAGE_COLUMNS` a table made by an older ADP lacks (nullable, so
+        its rows read as having no lineage). Names are fixed identifiers; a concurrent
+        opener that added them first is fine."""
+        table = self.table
+        existing = {
+            c["name"] for c in sa.inspect(self.engine).get_columns(table.name, table.schema)
+        }
+        missing = [name for name in LINEAGE_COLUMNS if name not in existing]
+        if not missing:
+            return
+        preparer = self.engine.dialect.identifier_preparer
+        target = preparer.format_table(table)
+        for name in missing:
+            kind = LINEAGE_COLUMNS[name].compile(dialect=self.engine.dialect)
+            try:
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(
+                        f"ALTER TABLE {target} ADD COLUMN {preparer.quote(name)} {kind}"
+                    )
+            except sa.exc.SQLAlchemyError:
+                columns = sa.inspect(self.engine).get_columns(table.name, table.schema)
+                if name not in {c["name"] for c in columns}:
+                    raise
 
     def __repr__(self) -> str:
         return f"Catalog({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -218,6 +264,9 @@ class Catalog:
             versions=dict(m["versions"] or {}),
             metadata=dict(m["user_metadata"] or {}),
             stage_changed_at=_utc(m["stage_changed_at"]),
+            parent=m["parent"],
+            label_sha256=m["label_sha256"],
+            method=m["method"],
         )
 
     def versions(self, name: str | None = None, stage: str | None = None) -> list[ModelVersion]:
@@ -314,6 +363,7 @@ def _engine(url: str, state_dir: Path) -> Engine:
 
 
 __all__ = [
+    "LINEAGE_COLUMNS",
     "STAGES",
     "Catalog",
     "ModelVersion",
