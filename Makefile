@@ -39,12 +39,17 @@ ci-deps:
 		apt-get install -y -qq --no-install-recommends $(CI_DEBS) >/dev/null; \
 	fi
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist); tests of the one PostgreSQL
+# database share one of them (tests/conftest.py). TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+
 test: lint ci-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST)
 
 # The developer's loop: every test not marked slow (CI runs them all through `make test`).
 test-fast: lint
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest $(XDIST) -m "not slow"
 
 clean:
 	rm -rf $(VENV) .adp out data/demo-lake .pytest_cache .mypy_cache .ruff_cache

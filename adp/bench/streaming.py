@@ -1,16 +1,25 @@
 """``adp bench stream``: streaming detection on the machine's Redis (issue 14, point 8).
 
-One run, on a LocalCluster of ``--workers`` single-threaded worker processes, with an
-isolation forest fitted on 20,000 random rows of ``--features`` features:
+One run, on ``--workers`` single-threaded worker processes, with an isolation forest fitted
+on 20,000 random rows of ``--features`` features. The cluster is laid out as it is
+deployed (``--cluster processes``, the default): a ``dask scheduler`` process and a
+``dask worker`` process with its workers, beside the consumer's process; ``--cluster
+local`` runs a LocalCluster instead, whose scheduler lives in the consumer's process and
+competes with it for the interpreter's lock.
 
 1. **sustained**: ``--events`` events are written to a fresh Redis stream first, then one
    consumer (:class:`adp.stream.runner.StreamRunner`, batches of ``--batch``) scores them
    all and publishes every result to an output stream; events/s = events / wall time.
-2. **latency**: a producer thread writes events at ``--rate`` per second for ``--seconds``
-   (each carries its write time); a reader thread reads the output stream as results
+   Beside it, the CPU time each part of the path spent per event (the consumer process,
+   the workers, the scheduler, the Redis server), which a machine shared with other work
+   changes far less than the wall time.
+2. **latency**: a producer process writes events at ``--rate`` per second for
+   ``--seconds`` (each carries its write time) and reads the output stream as results
    arrive; a result's latency is the time from its event's write to its result being
-   readable. The consumer's resident memory is sampled throughout (start, peak, end: a
-   flat RSS over a long run shows bounded memory).
+   readable. (Producer and reader are a process of their own, as they are in life: in the
+   consumer's process they would compete with it for the interpreter's lock.) The
+   consumer's resident memory is sampled throughout: at the start, at each quarter of the
+   run, its peak (a flat RSS over a long run shows bounded memory).
 3. **River**: ``river.anomaly.HalfSpaceTrees`` (River's defaults: 10 trees of height 8,
    trained on the first 1,000 events) scores events drawn the same way with
    ``score_one``, one at a time in one thread.
@@ -23,19 +32,28 @@ events/s, a flat consumer RSS over a 10-minute run (``--seconds 600``).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
+import orjson
 
 from adp.bench.measure import RssSampler, cluster, current_rss, timed
 from adp.errors import BenchmarkError
+from adp.stream.collector import fewer_collections
 
-__all__ = ["bench_stream", "stream"]
+__all__ = ["bench_stream", "produce_and_read", "stream"]
 
 
 def _events(rows: int, features: int, seed: int) -> np.ndarray:
@@ -49,7 +67,7 @@ def _payloads(X: np.ndarray, stamp: bool = False) -> list[bytes]:
         event: dict[str, Any] = dict(zip(names, row, strict=True))
         if stamp:
             event["t"] = time.time()
-        out.append(json.dumps(event).encode())
+        out.append(orjson.dumps(event))
     return out
 
 
@@ -61,7 +79,13 @@ def _write(redis_client: Any, stream: str, payloads: list[bytes]) -> None:
 
 
 def _runner(
-    url: str, stream: str, client: Any, model: Any, batch: int, key: list[str]
+    url: str,
+    stream: str,
+    client: Any,
+    model: Any,
+    batch: int,
+    key: list[str],
+    max_wait_ms: int = 100,
 ) -> tuple[Any, Any]:
     from adp.stream.brokers.redis_streams import RedisStreamsBroker
     from adp.stream.runner import StreamRunner
@@ -78,10 +102,33 @@ def _runner(
         f"{stream}-dead",
         key=key,
         max_events=batch,
-        max_wait_ms=50,
+        max_wait_ms=max_wait_ms,
         max_in_flight=4,
     )
     return runner, broker
+
+
+def _process_cpu() -> float:
+    import psutil
+
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system)
+
+
+def _redis_cpu(redis_client: Any) -> float:
+    info = redis_client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def _cpu(client: Any, redis_client: Any) -> dict[str, float]:
+    """CPU seconds so far of this process, the workers, the scheduler and Redis."""
+    workers = client.run(_process_cpu)
+    return {
+        "consumer": _process_cpu(),
+        "workers": float(sum(workers.values())),
+        "scheduler": float(client.run_on_scheduler(_process_cpu)),
+        "redis": _redis_cpu(redis_client),
+    }
 
 
 def _sustained(
@@ -89,16 +136,68 @@ def _sustained(
 ) -> dict[str, Any]:
     stream = f"adp-bench-{uuid.uuid4().hex[:8]}"
     try:
-        _write(redis_client, stream, _payloads(_events(events, features, 1)))
+        rng = np.random.default_rng(1)
+        for start in range(0, events, 10_000):  # in chunks: the consumer's RSS stays its own
+            rows = rng.normal(size=(min(10_000, events - start), features))
+            _write(redis_client, stream, _payloads(rows))
         runner, broker = _runner(url, stream, client, model, batch, [])
-        with timed() as timer:
+        before = _cpu(client, redis_client)
+        with fewer_collections(), timed() as timer:  # as `adp stream` runs
             stats = runner.run(max_events=events)
+        after = _cpu(client, redis_client)
         broker.close()
         if stats.results != events or redis_client.xlen(f"{stream}-out") != events:
             raise BenchmarkError(f"{stats.results} results for {events} events")
-        return {"events": events, "seconds": timer.seconds, "events_per_s": events / timer.seconds}
+        cpu_us = {part: (after[part] - before[part]) / events * 1e6 for part in after}
+        return {
+            "events": events,
+            "seconds": timer.seconds,
+            "events_per_s": events / timer.seconds,
+            "batches": stats.batches,
+            "cpu_us_per_event": cpu_us,
+        }
     finally:
         redis_client.delete(stream, f"{stream}-out", f"{stream}-out:adp-published")
+
+
+def produce_and_read(url: str, stream: str, rate: int, total: int, features: int, out: str) -> None:
+    """The latency run's producer and reader (a process of their own).
+
+    Writes ``total`` events to ``stream`` at ``rate`` per second, each stamped with its
+    write time, printing ``produced`` when done; reads ``<stream>-out`` meanwhile, and
+    saves each result's latency (seconds from its event's write to its result being read)
+    to ``out`` (NumPy ``.npy``) once every result came, or nothing came for 30 s.
+    """
+    import redis
+
+    writer, reader = redis.Redis.from_url(url), redis.Redis.from_url(url)
+    X = _events(min(total, 50_000), features, 2)
+    latencies: list[float] = []
+
+    def read() -> None:
+        last, quiet_since = "0", time.monotonic()
+        while len(latencies) < total and time.monotonic() - quiet_since < 30:
+            reply: Any = reader.xread({f"{stream}-out": last}, count=5000, block=200)
+            if reply:
+                quiet_since = time.monotonic()
+            for _, entries in reply or []:
+                now = time.time()
+                for entry_id, fields in entries:
+                    latencies.append(now - orjson.loads(fields[b"data"])["t"])
+                    last = entry_id
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    tick, sent, start = 0.01, 0, time.monotonic()
+    while sent < total:
+        due = min(total, int((time.monotonic() - start) * rate) + 1)
+        if due > sent:
+            _write(writer, stream, _payloads(X[np.arange(sent, due) % len(X)], stamp=True))
+            sent = due
+        time.sleep(tick)
+    print("produced", flush=True)
+    thread.join()
+    np.save(out, np.asarray(latencies, dtype=np.float64))
 
 
 def _latency(
@@ -110,84 +209,165 @@ def _latency(
     seconds: float,
     batch: int,
     features: int,
+    max_wait_ms: int,
 ) -> dict[str, Any]:
     stream = f"adp-bench-{uuid.uuid4().hex[:8]}"
     total = int(rate * seconds)
-    X = _events(min(total, 50_000), features, 2)
-    latencies: list[float] = []
-    produced = threading.Event()
-    runner, broker = _runner(url, stream, client, model, batch, ["t"])
-
-    def produce() -> None:
-        tick, sent, start = 0.01, 0, time.monotonic()
-        while sent < total:
-            due = min(total, int((time.monotonic() - start) * rate) + 1)
-            if due > sent:
-                rows = X[np.arange(sent, due) % len(X)]
-                _write(redis_client, stream, _payloads(rows, stamp=True))
-                sent = due
-            time.sleep(tick)
-        produced.set()
-
-    def read() -> None:
-        last = "0"
-        quiet_since = time.monotonic()
-        while len(latencies) < total and time.monotonic() - quiet_since < 30:
-            reply = redis_client.xread({f"{stream}-out": last}, count=5000, block=200)
-            if reply or not runner.stopping:
-                quiet_since = time.monotonic()
-            for _, entries in reply or []:
-                now = time.time()
-                for entry_id, fields in entries:
-                    latencies.append(now - json.loads(fields[b"data"])["t"])
-                    last = entry_id
-
-    threads = [threading.Thread(target=produce), threading.Thread(target=read)]
-    try:
-        with RssSampler(0.5) as rss:
-            for thread in threads:
-                thread.start()
-            watcher = threading.Thread(target=_stop_after, args=(produced, runner, total))
-            watcher.start()
-            runner.run()
-            watcher.join()
-            for thread in threads:
-                thread.join()
-            end_rss = current_rss()
-        broker.close()
-    finally:
-        redis_client.delete(stream, f"{stream}-out", f"{stream}-out:adp-published")
+    runner, broker = _runner(url, stream, client, model, batch, ["t"], max_wait_ms)
+    rss_trace: list[tuple[float, int]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = str(Path(tmp) / "latencies.npy")
+        args = json.dumps(
+            {
+                "url": url,
+                "stream": stream,
+                "rate": rate,
+                "total": total,
+                "features": features,
+                "out": out,
+            }
+        )
+        code = "import json, sys; from adp.bench.streaming import produce_and_read; "
+        code += "produce_and_read(**json.loads(sys.argv[1]))"
+        try:
+            with RssSampler(0.5) as rss:
+                load = subprocess.Popen(
+                    [sys.executable, "-c", code, args], stdout=subprocess.PIPE, text=True
+                )
+                watcher = threading.Thread(
+                    target=_stop_after, args=(load, runner, total, rss_trace)
+                )
+                watcher.start()
+                with fewer_collections():
+                    runner.run()
+                watcher.join()
+                end_rss = current_rss()
+            load.wait(120)
+            broker.close()
+            latencies = np.load(out) if os.path.exists(out) else np.empty(0)
+        finally:
+            redis_client.delete(stream, f"{stream}-out", f"{stream}-out:adp-published")
     if len(latencies) != total:
         raise BenchmarkError(f"{len(latencies)} results read for {total} events written")
-    ms = np.asarray(latencies) * 1000
+    ms = latencies * 1000
+    quarters = [rss_trace[int(q * (len(rss_trace) - 1))][1] for q in (0.25, 0.5, 0.75, 1.0)]
     return {
         "rate": rate,
         "seconds": seconds,
+        "max_wait_ms": max_wait_ms,
         "events": total,
         "p50_ms": float(np.percentile(ms, 50)),
         "p99_ms": float(np.percentile(ms, 99)),
         "max_ms": float(ms.max()),
+        "batches": runner.stats.batches,
         "rss_start_mb": rss.start_bytes / 2**20,
-        "rss_peak_mb": rss.max_bytes / 2**20,
+        "rss_quarters_mb": [q / 2**20 for q in quarters] if rss_trace else [],
+        "rss_peak_mb": max([rss.max_bytes, *(r for _, r in rss_trace)]) / 2**20,
         "rss_end_mb": end_rss / 2**20,
         "rss_growth_mb": rss.growth_bytes / 2**20,
     }
 
 
-def _stop_after(produced: threading.Event, runner: Any, total: int) -> None:
-    """Stop ``runner`` once the producer is done and every event was taken (a runner that
-    cannot keep up drains the backlog first: its latencies then show it)."""
-    produced.wait()
-    while runner.stats.events < total:
-        time.sleep(0.05)
+def _stop_after(
+    load: subprocess.Popen[str], runner: Any, total: int, trace: list[tuple[float, int]]
+) -> None:
+    """Sample the consumer's RSS until the producer is done and every event was taken
+    (a runner that cannot keep up drains the backlog first: its latencies then show it),
+    then stop ``runner``."""
+    output = load.stdout
+    assert output is not None
+    done = threading.Event()
+
+    def wait_for_producer() -> None:
+        output.readline()  # "produced" (or end of file: it died)
+        done.set()
+
+    threading.Thread(target=wait_for_producer, daemon=True).start()
+    start = time.monotonic()
+    while not done.is_set() or (runner.stats.events < total and load.poll() in (None, 0)):
+        trace.append((time.monotonic() - start, current_rss()))
+        time.sleep(0.5)
+    trace.append((time.monotonic() - start, current_rss()))
     runner.stop("bench done")
+
+
+@contextlib.contextmanager
+def _processes(workers: int) -> Iterator[Any]:
+    """A client of a ``dask scheduler`` process (with ADP's plugins) and a ``dask worker``
+    process of ``workers`` single-threaded workers, stopped afterwards."""
+    from distributed import Client
+
+    dask_cli = str(Path(sys.executable).with_name("dask"))
+    if not os.access(dask_cli, os.X_OK):
+        raise BenchmarkError(
+            f"no `dask` command beside {sys.executable} to start a scheduler and workers "
+            "with: install distributed in this environment, or use --cluster local"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        address_file = str(Path(tmp) / "scheduler.json")
+        common = ["--scheduler-file", address_file, "--no-dashboard"]
+        scheduler = subprocess.Popen(
+            [
+                dask_cli,
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--preload",
+                "adp.observe.plugins",
+                *common,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs = [scheduler]
+        try:
+            deadline = time.monotonic() + 60
+            while not os.path.exists(address_file) and time.monotonic() < deadline:
+                if scheduler.poll() is not None:
+                    break
+                time.sleep(0.1)
+            if not os.path.exists(address_file):
+                raise BenchmarkError(
+                    f"`dask scheduler` did not start (exit status {scheduler.poll()}): try "
+                    "--cluster local"
+                )
+            procs.append(
+                subprocess.Popen(
+                    [
+                        dask_cli,
+                        "worker",
+                        "--nworkers",
+                        str(workers),
+                        "--nthreads",
+                        "1",
+                        "--host",
+                        "127.0.0.1",
+                        *common,
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            with Client(scheduler_file=address_file, timeout=60) as client:
+                client.wait_for_workers(workers, timeout=120)
+                yield client
+        finally:
+            for proc in reversed(procs):
+                proc.terminate()
+            for proc in reversed(procs):
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
 
 def _river(events: int, features: int) -> dict[str, Any]:
     from river import anomaly
 
     X = _events(events + 1000, features, 3)
-    rows = [json.loads(p) for p in _payloads(X)]
+    rows = [orjson.loads(p) for p in _payloads(X)]
     model = anomaly.HalfSpaceTrees(seed=0)  # River's defaults: 10 trees of height 8
     for row in rows[:1000]:
         model.learn_one(row)
@@ -204,10 +384,12 @@ def bench_stream(
     rate: int = 10_000,
     seconds: float = 30.0,
     batch: int = 5_000,
+    max_wait_ms: int = 100,
     workers: int = 2,
     river_events: int = 20_000,
     train_rows: int = 20_000,
     redis_url: str = "redis://127.0.0.1:6379/0",
+    cluster_kind: str = "processes",
     client: Any = None,
 ) -> dict[str, Any]:
     """Run the three phases (see the module) and return their figures."""
@@ -228,14 +410,25 @@ def bench_stream(
             dd.from_pandas(train, npartitions=2)
         )
     model = StreamModel(detector, "bench", str(detector.model_id_))
-    with cluster(client, n_workers=workers) as c:
+    load_before = os.getloadavg()[0]
+    if client is not None:
+        cluster_kind = "given"
+    where = (
+        _processes(workers) if cluster_kind == "processes" else cluster(client, n_workers=workers)
+    )
+    with where as c:
         _sustained(redis_url, redis_client, c, model, min(events, 5 * batch), batch, features)
         sustained = _sustained(redis_url, redis_client, c, model, events, batch, features)
-        latency = _latency(redis_url, redis_client, c, model, rate, seconds, batch, features)
+        latency = _latency(
+            redis_url, redis_client, c, model, rate, seconds, batch, features, max_wait_ms
+        )
     redis_client.close()
     return {
         "features": features,
         "workers": workers,
+        "cluster": cluster_kind,
+        "cpus": os.cpu_count(),
+        "load_average": [load_before, os.getloadavg()[0]],
         "sustained": sustained,
         "latency": latency,
         "river": _river(river_events, features),
@@ -247,10 +440,24 @@ def bench_stream(
 @click.option("--features", default=20, show_default=True)
 @click.option("--rate", default=10_000, show_default=True, help="Events/s of the latency run.")
 @click.option("--seconds", default=30.0, show_default=True, help="Length of the latency run.")
-@click.option("--batch", default=5_000, show_default=True, help="Events per micro-batch.")
+@click.option("--batch", default=5_000, show_default=True, help="Most events per micro-batch.")
+@click.option(
+    "--max-wait-ms",
+    default=100,
+    show_default=True,
+    help="Longest wait for a batch to fill (adp.stream.max-wait-ms's default).",
+)
 @click.option("--workers", default=2, show_default=True, help="Local worker processes.")
 @click.option("--river-events", default=20_000, show_default=True)
 @click.option("--redis", "redis_url", default="redis://127.0.0.1:6379/0", show_default=True)
+@click.option(
+    "--cluster",
+    "cluster_kind",
+    type=click.Choice(["processes", "local"]),
+    default="processes",
+    show_default=True,
+    help="A scheduler process and worker processes, or a LocalCluster in this process.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def stream(as_json: bool, **options: Any) -> None:
     """Sustained events/s, p50/p99 latency at a fixed rate, consumer RSS, and River's
@@ -262,17 +469,26 @@ def stream(as_json: bool, **options: Any) -> None:
         click.echo(json.dumps(result, indent=2))
         return
     s, lat, r = result["sustained"], result["latency"], result["river"]
+    cpu = s["cpu_us_per_event"]
     click.echo(
         f"sustained: {s['events']:,} events in {s['seconds']:.1f} s = "
         f"{s['events_per_s']:,.0f} events/s ({result['features']} features, "
-        f"{result['workers']} workers)"
+        f"{result['workers']} workers ({result['cluster']}), {result['cpus']} CPUs, load average "
+        f"{result['load_average'][0]:.1f})"
     )
     click.echo(
-        f"latency at {lat['rate']:,} events/s for {lat['seconds']:.0f} s: p50 "
+        "  CPU per event: "
+        + ", ".join(f"{part} {us:.1f} us" for part, us in cpu.items())
+        + f" (total {sum(cpu.values()):.1f} us)"
+    )
+    click.echo(
+        f"latency at {lat['rate']:,} events/s for {lat['seconds']:.0f} s (batches fill for "
+        f"up to {lat['max_wait_ms']} ms; {lat['batches']:,} batches): p50 "
         f"{lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms"
     )
+    quarters = ", ".join(f"{q:.0f}" for q in lat["rss_quarters_mb"])
     click.echo(
-        f"consumer RSS: {lat['rss_start_mb']:.0f} MB at start, {lat['rss_peak_mb']:.0f} MB "
-        f"at peak, {lat['rss_end_mb']:.0f} MB at the end"
+        f"consumer RSS: {lat['rss_start_mb']:.0f} MB at start, {quarters} MB at each "
+        f"quarter of the run, {lat['rss_peak_mb']:.0f} MB at peak"
     )
     click.echo(f"River HalfSpaceTrees.score_one, one thread: {r['events_per_s']:,.0f} events/s")

@@ -10,8 +10,10 @@ SIGINT (finishing and acknowledging the batches in flight), ``max_events``, or
 
 Audit records (each with the run's ``job_id``): ``stream.run`` (``started``, then its
 outcome), ``stream.model`` (which model, its version and fit id), ``stream.threshold``
-(set at start; adaptive thresholds' moves), ``stream.drift`` and ``stream.stop`` (why, and
-what the run did).
+(set at start; adaptive thresholds' moves), ``stream.window`` (per-key windows: their
+shape, their store, how many keys' state was restored), ``stream.drift``,
+``stream.refit`` (a refit requested on drift: :mod:`adp.stream.refit`) and ``stream.stop``
+(why, and what the run did).
 """
 
 from __future__ import annotations
@@ -113,6 +115,55 @@ def _sinks(spec: StreamSpec, broker: Any) -> list[Sink]:
     return out
 
 
+def _window_store(spec: StreamSpec) -> Any:
+    """Where the spec's windows persist: ``window.state``, else a hash beside the Redis
+    source stream, else a table in the SQL sink's database (one row set per source stream
+    and consumer group: the windows belong with the group's position)."""
+    from adp.db import is_sql_url
+    from adp.stream.window_store import RedisWindowStore, SqlWindowStore
+
+    assert spec.window is not None
+    state, source = spec.window.state, spec.source
+    redis_key = f"{source.stream}:adp-windows:{source.group}"
+    rows_of = f"{source.kind}:{source.stream}#{source.group}"
+    if state is None:
+        if source.kind == "redis":
+            return RedisWindowStore(source.url, redis_key)
+        assert spec.sinks.sql is not None  # the spec refused otherwise
+        return SqlWindowStore(spec.sinks.sql.url, "adp_stream_windows", rows_of)
+    if is_sql_url(state.url):
+        return SqlWindowStore(state.url, state.table, rows_of)
+    return RedisWindowStore(state.url, state.key or redis_key)
+
+
+def _windows(spec: StreamSpec, model: Any, record: Any) -> Any:
+    """The spec's per-key windows, their state restored from their store (audited)."""
+    from adp.stream.windows import Windows
+
+    if spec.window is None:
+        return None
+    shape = spec.window.shape()
+    detector = model.detector
+    impute = getattr(detector, "missing_", "fail") == "impute_median"
+    store = _window_store(spec)
+    try:
+        windows = Windows(shape, detector.features_, impute=impute, store=store)
+    except BaseException:
+        store.close()
+        raise
+    details = {
+        "by": list(shape.by),
+        "size": shape.size,
+        "slide": shape.slide,
+        "columns": list(shape.columns),
+        "features": list(shape.features),
+        "store": store.name,
+        "restored_keys": len(windows),
+    }
+    record("stream.window", "restore", details)
+    return windows
+
+
 def run_stream(
     spec: StreamSpec | str | Path | Mapping[str, Any],
     client: Any = None,
@@ -212,7 +263,7 @@ def run_stream(
             client=c,
         ),
     ):
-        stats, model_ref = _run(spec, c, stopper, record, sinks, max_events, until_idle)
+        stats, model_ref = _run(spec, c, stopper, record, sinks, max_events, until_idle, stream_id)
     return StreamResult(stream_id, spec.name, model_ref, spec.threshold.kind, stats)
 
 
@@ -224,12 +275,14 @@ def _run(
     extra_sinks: Sequence[Sink],
     max_events: int | None,
     until_idle: float | None,
+    stream_id: str,
 ) -> tuple[StreamStats, str]:
     from adp.config import settings
     from adp.redact import redact_url
     from adp.stream.brokers import open_broker
     from adp.stream.drift import DriftMonitor
     from adp.stream.model import build_threshold, resolve_model
+    from adp.stream.refit import RefitRequests
     from adp.stream.runner import StreamRunner
 
     cfg = settings().stream
@@ -254,6 +307,10 @@ def _run(
         assert model.reference is not None  # resolve_model refused otherwise
         d = spec.drift
         drift = DriftMonitor(model.reference, d.method, d.window, d.every, d.limit)
+    refit = None
+    if spec.drift is not None and spec.drift.refit:
+        refit = RefitRequests(spec, model, stream_id, record)
+    windows = _windows(spec, model, record)
     broker = open_broker(spec.source, max_unacked=(in_flight + 1) * batch_events)
     try:
         runner = StreamRunner(
@@ -272,9 +329,13 @@ def _run(
             audit=record,
             threshold_audit=(cfg.threshold_audit_change, cfg.threshold_audit_seconds),
             stopper=stopper,
+            windows=windows,
+            on_drift=refit,
         )
         stats = runner.run(max_events=max_events, until_idle=until_idle)
     finally:
         broker.close()
+        if windows is not None:
+            windows.close()
     record("stream.stop", "stop", {"reason": stats.stopped_by, **stats.to_dict()})
     return stats, model.ref

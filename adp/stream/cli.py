@@ -33,12 +33,14 @@ def stream(
     acknowledged; exit status 0), or the limits given. Prints what the run did.
     """
     from adp.stream.api import run_stream
+    from adp.stream.collector import fewer_collections
     from adp.stream.spec import StreamSpec
 
     parsed = StreamSpec.from_yaml(spec)
-    result = run_stream(
-        parsed, scheduler=scheduler, max_events=max_events, until_idle=until_idle, source="cli"
-    )
+    with fewer_collections():  # this process does nothing else
+        result = run_stream(
+            parsed, scheduler=scheduler, max_events=max_events, until_idle=until_idle, source="cli"
+        )
     click.echo(result.summary())
 
 

@@ -1,19 +1,25 @@
 """The stream loop: fetch, decode, score on the cluster, threshold, commit, acknowledge.
 
-:class:`StreamRunner` is synchronous and single-threaded:
+:class:`StreamRunner` is synchronous and single-threaded (only its metrics are sent from a
+thread of their own, so that a scheduler round trip never holds up a batch):
 
 1. take a micro-batch: a dead consumer's pending messages when there are any
    (:meth:`Broker.reclaim`), else new ones: at most ``max_events``, gathered for at most
-   ``max_wait_ms`` after the first one arrives;
-2. submit it to the cluster, where one task decodes it and scores the good rows
+   ``max_wait_ms`` after the first one arrives. Batch sizes adapt to the load: a consumer
+   that keeps up sends what came within ``max_wait_ms``; one that lags finds ``max_events``
+   waiting and sends full batches at once;
+2. submit it to the cluster as one plain task (``client.submit``, no dask graph): the
+   payloads travel as one object, and the worker decodes them and scores the good rows
    (:func:`adp.stream.scoring.decode_and_score`, with the fitted detector scattered to the
-   workers once); at most ``max_in_flight`` batches are in flight, and while that many
-   are, nothing more is fetched: the broker holds the backlog (lag grows), the consumer's
-   memory does not;
+   workers once). With per-key windows (:mod:`adp.stream.windows`), the consumer decodes
+   the batch and adds the window features first (they depend on the order of events), and
+   the worker scores the rows. At most ``max_in_flight`` batches are in flight, and while
+   that many are, nothing more is fetched: the broker holds the backlog (lag grows), the
+   consumer's memory does not;
 3. complete the batches in fetch order: flag the scores against the threshold as it
    stood, write every sink (each commits), publish the bad messages to the dead-letter
-   stream with their reasons, and only then acknowledge the batch's messages; then the
-   threshold learns from the batch.
+   stream with their reasons, save the window state the batch left, and only then
+   acknowledge the batch's messages; then the threshold learns from the batch.
 
 A consumer killed at any point loses nothing: what it fetched and did not acknowledge is
 delivered again (reclaimed), and the sinks, idempotent by message id, keep one result per
@@ -31,6 +37,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -43,16 +50,20 @@ from adp.stream.brokers.protocol import Broker, Message
 from adp.stream.decode import DeadLetter, dead_letter_payload
 from adp.stream.drift import DriftCheck, DriftMonitor
 from adp.stream.model import StreamModel
-from adp.stream.scoring import decode_and_score
+from adp.stream.results import batch_results
+from adp.stream.scoring import Payloads, Scored, decode_and_score, score_rows, warm_up
 from adp.stream.sinks import Sink
 from adp.stream.thresholds import StreamThreshold
+from adp.stream.windows import Windows
 
-__all__ = ["AuditHook", "Stopper", "StreamRunner", "StreamStats"]
+__all__ = ["AuditHook", "DriftHook", "Stopper", "StreamRunner", "StreamStats"]
 
 logger = logging.getLogger(__name__)
 
 #: ``(event_type, action, details)``: appends one audit record (raising when it cannot).
 AuditHook = Callable[[str, str, dict[str, Any]], None]
+#: Called once each time drift is found (e.g. to request a refit).
+DriftHook = Callable[[DriftCheck], object]
 
 
 @dataclass
@@ -130,6 +141,7 @@ class _Batch:
     future: Any
     fetched_at: float
     ids: set[str] = field(default_factory=set)
+    window_states: dict[str, bytes] = field(default_factory=dict)
 
 
 def _oldest(messages: Sequence[Message]) -> float | None:
@@ -168,6 +180,13 @@ class StreamRunner:
         ``(change, seconds)``: an adaptive threshold's move is audited when it moved by
         more than ``change`` (relative) since the last audited value, at most every
         ``seconds``.
+    stopper : Stopper, optional
+        Shared with whoever stops the run.
+    windows : Windows, optional
+        Per-key windows: their features are added to each event, their state saved with
+        each batch's commit.
+    on_drift : callable, optional
+        Called with the check each time drift is found (after its audit record).
     """
 
     def __init__(
@@ -188,6 +207,8 @@ class StreamRunner:
         audit: AuditHook | None = None,
         threshold_audit: tuple[float, float] = (0.1, 60.0),
         stopper: Stopper | None = None,
+        windows: Windows | None = None,
+        on_drift: DriftHook | None = None,
     ) -> None:
         self.broker, self.client, self.model = broker, client, model
         self.threshold, self.sinks = threshold, list(sinks)
@@ -196,12 +217,14 @@ class StreamRunner:
         self.max_in_flight = int(max_in_flight)
         self.source, self.drift, self.audit = source, drift, audit
         self.stopper = stopper if stopper is not None else Stopper()
+        self.windows, self.on_drift = windows, on_drift
         self._inflight: deque[_Batch] = deque()
         self._inflight_ids: set[str] = set()
         self._audited_threshold = threshold.value
         self._audited_at = time.monotonic()
         self._audit_change, self._audit_seconds = threshold_audit
         self.stats = StreamStats(threshold=threshold.value)
+        self._reporter: ThreadPoolExecutor | None = None
 
     # -- control ---------------------------------------------------------------------
 
@@ -239,9 +262,9 @@ class StreamRunner:
         detector = self.client.scatter(self.model.detector, broadcast=True, hash=False)
         idle_since = time.monotonic()
         try:
+            self._warm_up(detector)
             while True:
-                while self._inflight and self._inflight[0].future.done():
-                    self._complete(self._inflight.popleft())
+                self._complete_ready()
                 if max_events is not None and self.stats.events >= max_events:
                     self.stop("max_events")
                 if self.stopper.stopping:
@@ -261,9 +284,27 @@ class StreamRunner:
                 self._complete(self._inflight.popleft())
         finally:
             detector.release()
+            if self._reporter is not None:  # every figure sent before run returns
+                self._reporter.shutdown(wait=True)
+                self._reporter = None
             self.stats.seconds = time.monotonic() - started
             self.stats.stopped_by = self.stopper.reason
         return self.stats
+
+    def _warm_up(self, detector: Any) -> None:
+        """Score one row on every worker before taking any event: the first scoring in a
+        worker process loads the scattered model and compiles its kernels (seconds), which
+        would otherwise hold up the first batches while events pile up."""
+        workers = list(self.client.scheduler_info().get("workers", {}))
+        futures = [
+            self.client.submit(warm_up, detector, workers=[w], allow_other_workers=True, pure=False)
+            for w in workers
+        ]
+        try:
+            self.client.gather(futures)
+        finally:
+            for future in futures:
+                future.release()
 
     def _take(self) -> list[Message]:
         room = self.max_events
@@ -279,14 +320,23 @@ class StreamRunner:
         # (each costs a task and a commit) at the price of that much latency
         deadline = time.monotonic() + self.max_wait_ms / 1000.0
         while len(messages) < room and not self.stopper.stopping:
+            self._complete_ready()  # a batch scored meanwhile is committed now, not after
             left = int((deadline - time.monotonic()) * 1000)
             if left <= 0:
                 break
+            sliced = bool(self._inflight) and left > 10
+            if sliced:  # look again for scored batches at least every 10 ms
+                left = 10
             more = self.broker.fetch(room - len(messages), left)
-            if not more:
-                break
+            if not more and not sliced:
+                break  # nothing came in the time left
             messages += more
         return messages
+
+    def _complete_ready(self) -> None:
+        """Complete the batches at the head that are scored (in fetch order)."""
+        while self._inflight and self._inflight[0].future.done():
+            self._complete(self._inflight.popleft())
 
     def _wait_for_head(self) -> None:
         from distributed import wait
@@ -296,16 +346,20 @@ class StreamRunner:
 
     def _submit(self, messages: list[Message], detector: Any) -> None:
         self.stats.events += len(messages)
-        future = self.client.submit(
-            decode_and_score,
-            messages,
-            detector,
-            self.key,
-            key=f"adp-stream-score-{uuid.uuid4().hex}",
-            pure=False,
-        )
+        task_key = f"adp-stream-score-{uuid.uuid4().hex}"
+        states: dict[str, bytes] = {}
+        if self.windows is not None:  # decoded here: windows follow the order of events
+            rows, states = self.windows.prepare(messages, self.key)
+            future = self.client.submit(
+                score_rows, rows, detector, self.key, key=task_key, pure=False
+            )
+        else:
+            payloads = Payloads([m.data for m in messages])
+            future = self.client.submit(
+                decode_and_score, payloads, detector, self.key, key=task_key, pure=False
+            )
         ids = {m.id for m in messages}
-        self._inflight.append(_Batch(messages, future, time.monotonic(), ids))
+        self._inflight.append(_Batch(messages, future, time.monotonic(), ids, states))
         self._inflight_ids |= ids
         self.stats.max_in_flight = max(self.stats.max_in_flight, len(self._inflight))
 
@@ -318,47 +372,37 @@ class StreamRunner:
     def _complete(self, batch: _Batch) -> None:
         try:
             try:
-                scored, dead = batch.future.result()
+                scored: Scored = batch.future.result()
             except AdpError as exc:  # the data at fault, though it decoded
                 reason = f"scoring failed: {one_line(str(exc), 300)}"
                 self._send_dead([DeadLetter(m, reason) for m in batch.messages])
+                self._save_windows(batch)
                 self.broker.ack([m.id for m in batch.messages])
                 self._report(stream_dead_letters=len(batch.messages))
                 return
-            self._commit(batch, scored, dead)
+            self._commit(batch, scored)
         finally:
             self._inflight_ids -= batch.ids
             batch.future.release()
 
-    def _commit(self, batch: _Batch, scored: pd.DataFrame, dead: list[tuple[str, str]]) -> None:
+    def _commit(self, batch: _Batch, scored: Scored) -> None:
         value = self.threshold.value
-        scores = scored["score"].to_numpy(dtype=np.float64)
-        flags = scores >= value
-        by_id = {m.id: m for m in batch.messages}
-        ids = [str(i) for i in scored.index.tolist()]  # (iterating an Arrow index is slow)
-        results = scored[self.key].copy() if self.key else pd.DataFrame(index=scored.index)
-        results.index = pd.Index(ids, name="message_id", dtype=object)
-        results["score"] = scores
-        results["is_anomaly"] = flags
-        results["threshold"] = value
-        results["model"] = self.model.ref
-        stamps = [by_id[i].timestamp for i in ids]
-        results["event_time"] = pd.to_datetime(
-            pd.Series(stamps, dtype="float64").to_numpy(), unit="s", utc=True
-        )
-        results["scored_at"] = pd.Timestamp.now(tz="UTC")
-        letters = [DeadLetter(by_id[mid], reason) for mid, reason in dead]
-        accounted = set(ids) | {mid for mid, _ in dead}
-        dropped = "left out by the model's missing-value policy (drop)"
-        letters += [DeadLetter(m, dropped) for m in batch.messages if m.id not in accounted]
+        results, letters = batch_results(batch.messages, scored, self.key, value, self.model.ref)
         if len(results):
             for sink in self.sinks:
                 sink.write(results)
         if letters:
             self._send_dead(letters)
+        self._save_windows(batch)  # after the results: see adp.stream.windows
         self.broker.ack([m.id for m in batch.messages])  # only now: everything is committed
+        scores = results["score"].to_numpy()
+        flags = results["is_anomaly"].to_numpy()
         self.threshold.update(scores, flags)  # after the commit: a failed batch teaches nothing
         self._account(batch, results, scores, flags, len(letters))
+
+    def _save_windows(self, batch: _Batch) -> None:
+        if self.windows is not None:
+            self.windows.save(batch.window_states)
 
     def _account(
         self,
@@ -399,6 +443,8 @@ class StreamRunner:
             self.stats.drift_alerts += 1
             figures["stream_drift_alerts"] = 1
         self._record("stream.drift", "drift" if check.drifted else "recovered", _drift(check))
+        if check.drifted and self.on_drift is not None:
+            self.on_drift(check)
 
     def _audit_threshold(self, now: float) -> None:
         value, last = self.threshold.value, self._audited_threshold
@@ -417,10 +463,18 @@ class StreamRunner:
             self.audit(event_type, action, details)
 
     def _report(self, **figures: float) -> None:
-        try:
-            report_client(self.client, **figures)
-        except Exception:  # metrics never stop the stream
-            logger.debug("could not report stream figures", exc_info=True)
+        """Send figures to the scheduler's metrics from the metrics thread (one round trip
+        each: the loop does not wait for it)."""
+        if self._reporter is None:
+            self._reporter = ThreadPoolExecutor(1, thread_name_prefix="adp-stream-metrics")
+        self._reporter.submit(_send_figures, self.client, figures)
+
+
+def _send_figures(client: Any, figures: dict[str, float]) -> None:
+    try:
+        report_client(client, **figures)
+    except Exception:  # metrics never stop the stream
+        logger.debug("could not report stream figures", exc_info=True)
 
 
 def _finite(value: float) -> float | None:

@@ -23,80 +23,29 @@ Example::
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    AllowInfNan,
-    BaseModel,
-    ConfigDict,
-    Field,
-    Strict,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from adp.errors import SpecError, bounded, one_line
 from adp.redact import redact_url
-
-#: An integer field: booleans, floats and strings are refused.
-Int = Annotated[int, Strict()]
-#: A number field: finite, no booleans or strings (integers are accepted).
-Number = Annotated[float, Strict(), AllowInfNan(False)]
+from adp.stream.spec_base import (
+    Int,
+    Number,
+    SpecModel,
+    absolute_location,
+    describe_errors,
+    unique_names,
+)
+from adp.stream.window_spec import WindowSpec, WindowStateSpec
 
 BROKERS: tuple[str, ...] = ("redis", "nats", "kafka")
 THRESHOLDS: tuple[str, ...] = ("fitted", "fixed", "quantile", "spot")
 
 
-def _absolute(uri: str) -> str:
-    """A relative local path or SQLite file made absolute against the current directory
-    (as ``adp run`` resolves its spec's paths), so tasks on remote workers get absolute
-    ones; remote URLs and server databases come back unchanged."""
-    import sqlalchemy as sa
-
-    from adp.db import is_sql_url
-    from adp.paths import is_local
-
-    if not uri:
-        return uri
-    if is_sql_url(uri):
-        try:
-            url = sa.make_url(uri)
-        except (sa.exc.ArgumentError, ValueError):
-            return uri  # refused, naming it, when it is opened
-        database = url.database
-        if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
-            return uri
-        if database.startswith("file:") or os.path.isabs(database):
-            return uri
-        absolute = os.path.abspath(os.path.expanduser(database))
-        return url.set(database=absolute).render_as_string(hide_password=False)
-    if not is_local(uri):
-        return uri
-    prefix = "file://" if uri.startswith("file://") else ""
-    path = uri[len(prefix) :]
-    resolved = os.path.abspath(os.path.expanduser(path))
-    if path.endswith("/") and not resolved.endswith("/"):
-        resolved += "/"
-    return prefix + resolved
-
-
-def _unique(names: list[str], field: str) -> list[str]:
-    seen: set[str] = set()
-    twice = [n for n in names if n in seen or seen.add(n)]  # type: ignore[func-returns-value]
-    if twice:
-        raise ValueError(f"{field} names columns more than once: {bounded(dict.fromkeys(twice))}")
-    return names
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BrokerSpec(_Spec):
+class BrokerSpec(SpecModel):
     """The broker the events come from (and the sinks' and dead letters' streams go to).
 
     ``stream`` is the Redis stream key, the NATS JetStream stream name or the Kafka topic.
@@ -146,7 +95,7 @@ class BrokerSpec(_Spec):
         return f"{self.kind}:{redact_url(self.url)}#{self.stream}"
 
 
-class BatchSourceSpec(_Spec):
+class BatchSourceSpec(SpecModel):
     """A batch source to fit or calibrate on, read with :func:`adp.read`."""
 
     uri: str = Field(min_length=1)
@@ -162,24 +111,24 @@ class BatchSourceSpec(_Spec):
     @field_validator("uri")
     @classmethod
     def _absolute_uri(cls, value: str) -> str:
-        return _absolute(value)
+        return absolute_location(value)
 
     @field_validator("features")
     @classmethod
     def _some_features(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and not value:
             raise ValueError("names no columns: list the feature columns, or leave it out")
-        return None if value is None else _unique(value, "features")
+        return None if value is None else unique_names(value, "features")
 
 
-class DetectorChoice(_Spec):
+class DetectorChoice(SpecModel):
     """A detector by its registry name and parameters (``adp detectors`` lists them)."""
 
     name: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class FitSpec(_Spec):
+class FitSpec(SpecModel):
     """Fit a detector on a batch source before consuming (the normal estimator,
     :func:`adp.create_detector` ``(...).fit(ddf)``)."""
 
@@ -190,7 +139,7 @@ class FitSpec(_Spec):
     missing: Literal["fail", "drop", "impute_median"] = "fail"
 
 
-class ThresholdSpec(_Spec):
+class ThresholdSpec(SpecModel):
     """How a score becomes a flag.
 
     - ``fitted`` (default): the exact global threshold of the model's contamination (or
@@ -242,7 +191,7 @@ class ThresholdSpec(_Spec):
         return self
 
 
-class StreamSinkSpec(_Spec):
+class StreamSinkSpec(SpecModel):
     """Results published to a stream on the source's broker (a Redis stream key, a NATS
     subject that a JetStream stream captures, a Kafka topic), idempotently by message id."""
 
@@ -251,7 +200,7 @@ class StreamSinkSpec(_Spec):
     maxlen: Int | None = Field(None, ge=1, description="Redis: trim the stream to about this")
 
 
-class SqlSinkSpec(_Spec):
+class SqlSinkSpec(SpecModel):
     """Results inserted into a table (created when missing), one row per message id."""
 
     url: str = Field(min_length=1)
@@ -260,7 +209,7 @@ class SqlSinkSpec(_Spec):
     @field_validator("url")
     @classmethod
     def _absolute_url(cls, value: str) -> str:
-        return _absolute(value)
+        return absolute_location(value)
 
     @field_validator("table")
     @classmethod
@@ -270,7 +219,7 @@ class SqlSinkSpec(_Spec):
         return check_identifier(value, "sinks.sql.table")
 
 
-class SinksSpec(_Spec):
+class SinksSpec(SpecModel):
     """Where results go; a message is acknowledged only after every sink committed it."""
 
     stream: StreamSinkSpec | None = None
@@ -283,14 +232,14 @@ class SinksSpec(_Spec):
         return self
 
 
-class DeadLetterSpec(_Spec):
+class DeadLetterSpec(SpecModel):
     """The stream (Redis key, NATS subject, Kafka topic) bad messages go to, each with the
     reason it could not be scored."""
 
     stream: str = Field(min_length=1)
 
 
-class BatchSpec(_Spec):
+class BatchSpec(SpecModel):
     """Micro-batching: at most ``max_events`` per batch, waiting at most ``max_wait_ms``
     for it to fill, at most ``max_in_flight`` batches scored at once (defaults:
     ``adp.stream.*``)."""
@@ -300,19 +249,21 @@ class BatchSpec(_Spec):
     max_in_flight: Int | None = Field(None, ge=1)
 
 
-class DriftSpec(_Spec):
+class DriftSpec(SpecModel):
     """Compare the last ``window`` scores with the training scores every ``every``
     events: the population stability index (``psi``, drift above ``limit``, default 0.2)
     or the two-sample Kolmogorov-Smirnov test (``ks``, drift below the p-value
-    ``limit``, default 0.001)."""
+    ``limit``, default 0.001). With ``refit: true``, drift also writes a refit job spec
+    (the model fitted again on the spec's batch source) for the ADP service to run."""
 
     method: Literal["psi", "ks"] = "psi"
     window: Int = Field(5000, ge=100)
     every: Int = Field(5000, ge=1)
     limit: Number | None = Field(None, gt=0)
+    refit: bool = False
 
 
-class ClusterSpec(_Spec):
+class ClusterSpec(SpecModel):
     """The Dask cluster that scores: a scheduler address, or a LocalCluster of this shape."""
 
     address: str | None = None
@@ -321,7 +272,7 @@ class ClusterSpec(_Spec):
     memory_limit: str | None = None
 
 
-class StreamSpec(_Spec):
+class StreamSpec(SpecModel):
     """A whole stream: source, model, threshold, sinks, dead letters, batching, cluster.
 
     Examples
@@ -340,6 +291,7 @@ class StreamSpec(_Spec):
     dead_letter: DeadLetterSpec
     batch: BatchSpec = Field(default_factory=BatchSpec)
     drift: DriftSpec | None = None
+    window: WindowSpec | None = None
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
 
     @field_validator("features")
@@ -347,7 +299,7 @@ class StreamSpec(_Spec):
     def _some_features(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and not value:
             raise ValueError("names no columns: list the feature columns, or leave it out")
-        return None if value is None else _unique(value, "features")
+        return None if value is None else unique_names(value, "features")
 
     @field_validator("key")
     @classmethod
@@ -358,12 +310,36 @@ class StreamSpec(_Spec):
             check_identifier(name, "key column")
         if "message_id" in value:
             raise ValueError("'message_id' is the result's own column: rename that key")
-        return _unique(value, "key")
+        return unique_names(value, "key")
 
     @model_validator(mode="after")
     def _one_model(self) -> StreamSpec:
         if (self.model is None) == (self.fit is None):
             raise ValueError("give exactly one of 'model' (name@version) or 'fit'")
+        if (
+            self.window is not None
+            and self.window.state is None
+            and self.source.kind != "redis"
+            and self.sinks.sql is None
+        ):
+            raise ValueError(
+                "window.state: give url (Redis or SQL) where the windows persist; the "
+                "default (the Redis source, or the SQL sink's database) is not at hand"
+            )
+        if self.window is not None:
+            clash = sorted(set(self.window.columns) & set(self.window.by))
+            if clash:
+                raise ValueError(f"window: {bounded(clash)} are in both 'by' and 'columns'")
+        if (
+            self.drift is not None
+            and self.drift.refit
+            and self.fit is None
+            and self.threshold.source is None
+        ):
+            raise ValueError(
+                "drift.refit: needs a batch source to fit on: fit the model in the spec "
+                "('fit'), or give threshold.source"
+            )
         return self
 
     def batch_settings(self) -> tuple[int, int, int]:
@@ -388,7 +364,7 @@ class StreamSpec(_Spec):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise SpecError(f"{origin} is invalid: {_describe(exc)}") from None
+            raise SpecError(f"{origin} is invalid: {describe_errors(exc)}") from None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> StreamSpec:
@@ -419,25 +395,6 @@ class StreamSpec(_Spec):
         return self.model_dump(mode="json", exclude_unset=True)
 
 
-def _describe(exc: ValidationError, limit: int = 5) -> str:
-    """The failed fields, ``path: message`` joined by ``;``, at most ``limit`` of them."""
-    parts = []
-    errors = exc.errors()
-    for error in errors[:limit]:
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown field"
-        elif error["type"] in ("int_type", "float_type", "bool_type") and isinstance(
-            error.get("input"), bool | str
-        ):
-            message = f"{message}, got {error['input']!r}"
-        parts.append(f"{where}: {one_line(message.removeprefix('Value error, '), 160)}")
-    if len(errors) > limit:
-        parts.append(f"... and {len(errors) - limit} more")
-    return "; ".join(parts)
-
-
 __all__ = [
     "BROKERS",
     "THRESHOLDS",
@@ -454,4 +411,6 @@ __all__ = [
     "StreamSinkSpec",
     "StreamSpec",
     "ThresholdSpec",
+    "WindowSpec",
+    "WindowStateSpec",
 ]

@@ -25,7 +25,11 @@ def test_bench_stream_measures_throughput_latency_memory_and_river(
     )
     sustained, latency, river = result["sustained"], result["latency"], result["river"]
     assert sustained["events"] == 1500 and sustained["events_per_s"] > 0
+    cpu = sustained["cpu_us_per_event"]
+    assert set(cpu) == {"consumer", "workers", "scheduler", "redis"}
+    assert cpu["consumer"] > 0 and cpu["redis"] > 0  # the consumer and Redis did work
     assert latency["events"] == 1000
     assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
     assert 0 < latency["rss_start_mb"] <= latency["rss_peak_mb"]
+    assert len(latency["rss_quarters_mb"]) == 4 and min(latency["rss_quarters_mb"]) > 0
     assert river["events"] == 300 and river["events_per_s"] > 0

@@ -1,5 +1,5 @@
 """A stream from NATS JetStream end to end, and a stream that fits its own model with an
-adaptive threshold and a drift check, audited."""
+adaptive threshold and a drift check that requests a refit, audited."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+import yaml
 from stream_helpers import (
     FEATURES,
     NATS_URL,
@@ -28,6 +29,7 @@ from stream_helpers import (
     xadd_all,
 )
 
+from adp.jobs.spec import JobSpec
 from adp.observe.audit import AuditLog
 from adp.stream.api import run_stream
 
@@ -83,10 +85,13 @@ def test_a_fitted_model_with_an_adaptive_threshold_and_drift_is_audited(
             "detector": {"name": "iforest", "params": {"random_state": 0}},
         },
         threshold={"kind": "quantile", "q": 0.99, "window": 1000, "warmup": 100},
-        drift={"method": "psi", "window": 500, "every": 500},
+        drift={"method": "psi", "window": 500, "every": 500, "refit": True},
         batch={"max_events": 250, "max_wait_ms": 20, "max_in_flight": 2},
     )
-    with dask.config.set({"adp.stream.threshold-audit-seconds": 0}):
+    refits = tmp_path / "refits"
+    with dask.config.set(
+        {"adp.stream.threshold-audit-seconds": 0, "adp.stream.refit-dir": str(refits)}
+    ):
         result = run_stream(spec, client=stream_client, until_idle=0.5)
     assert result.model == "fit:isolation_forest"
     assert result.stats.results == 3000 and result.stats.drift_alerts == 1
@@ -101,3 +106,14 @@ def test_a_fitted_model_with_an_adaptive_threshold_and_drift_is_audited(
     moves = by_type["stream.threshold"][1:]
     assert moves and all(m["to"] > m["from"] for m in moves[-1:])  # it followed the shift
     assert by_type["stream.drift"][0]["statistic"] > 0.2
+    # drift asked for a refit: one request, audited, whose job `adp run` accepts
+    (path,) = refits.glob("*.yaml")
+    assert [r["path"] for r in by_type["stream.refit"]] == [str(path)]
+    assert path.stat().st_mode & 0o777 == 0o600
+    request = yaml.safe_load(path.read_text())
+    assert request["kind"] == "adp-refit-request" and request["stream"]["run"] == result.stream_id
+    assert request["drift"]["statistic"] == by_type["stream.drift"][0]["statistic"]
+    job = JobSpec.from_dict(request["job"])
+    assert job.source.uri == str(training.path)
+    assert job.detector is not None and job.detector.name == "iforest"
+    assert job.detector.params == {"random_state": 0}

@@ -1,8 +1,10 @@
 """`adp stream` as a process: killed with SIGKILL mid-batch while events flow, restarted,
-nothing lost or doubled; stopped with SIGTERM, exit 0 with everything acknowledged."""
+nothing lost or doubled, per-key windows continuing from their saved state; stopped with
+SIGTERM, exit 0 with everything acknowledged."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,11 +14,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+import dask.dataframe as dd
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from stream_helpers import Training, events_frame, payloads, spec_dict, xadd_all
+from stream_helpers import (
+    FEATURES,
+    REDIS_URL,
+    Training,
+    events_frame,
+    payloads,
+    spec_dict,
+    unique,
+    xadd_all,
+)
+
+from adp.stream.window_store import RedisWindowStore
+from adp.stream.windows import WindowShape, window_features
 
 ADP = str(Path(sys.executable).with_name("adp"))
 
@@ -143,3 +159,83 @@ def test_sigterm_finishes_the_batches_in_flight_acknowledges_and_exits_0(
     delivered = int(groups["adp"]["entries-read"])
     assert _pending(redis_client, redis_stream) == 0  # every delivered message acknowledged
     assert 1000 <= _rows(engine) == delivered < 8_000  # and each has its result
+
+
+@pytest.mark.slow
+def test_windows_continue_from_their_saved_state_after_kills(
+    redis_client: Any, redis_stream: str, stream_client: Any, training: Training, tmp_path: Path
+) -> None:
+    # A windowed stream killed twice mid-batch and restarted under the same consumer name
+    # (windows need one consumer, reading its own pending events first): every event's
+    # result is the batch score of the features the windows would have given it in one
+    # uninterrupted pass, and every event joined its sensor's window exactly once.
+    import adp
+    from adp.models.api import register
+
+    shape = WindowShape(("sensor",), 20, 5, ("f0", "f1"), ("mean", "std", "diff_from_mean"))
+    features = [*FEATURES, *shape.names]
+    train = window_features(events_frame(3000, seed=11), shape)
+    with stream_client.as_current():
+        detector = adp.create_detector("iforest", random_state=0).fit(
+            dd.from_pandas(train[features], npartitions=2)
+        )
+    ref = register(detector, unique("window-model")).ref
+    total, chunk = 4000, 400
+    events = events_frame(total, seed=12)
+    items = payloads(events)
+
+    def produce() -> None:
+        for i in range(0, total, chunk):
+            xadd_all(redis_client, redis_stream, items[i : i + chunk])
+            time.sleep(0.3)
+
+    db = f"sqlite:///{tmp_path / 'results.db'}"
+    engine = sa.create_engine(db)
+    spec = spec_dict(
+        redis_stream,
+        training,
+        model=ref,
+        threshold={"kind": "fixed", "score": 0.6},
+        sinks={"sql": {"url": db, "table": "results"}},
+        batch={"max_events": 200, "max_wait_ms": 50, "max_in_flight": 2},
+        window={"by": "sensor", "size": 20, "slide": 5, "columns": ["f0", "f1"]},
+    )
+    spec["source"]["consumer"] = "windowed"
+    path = tmp_path / "windowed.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    scheduler = stream_client.scheduler.address
+    producer = threading.Thread(target=produce)
+    producer.start()
+    kills = 0
+    try:
+        for _ in range(6):
+            proc = _start(path, scheduler)
+            before, deadline = _rows(engine), time.monotonic() + 90
+            while time.monotonic() < deadline and proc.poll() is None:
+                if _rows(engine) > before + 200 and _pending(redis_client, redis_stream):
+                    break  # mid-batch: it holds events it has not acknowledged
+                time.sleep(0.01)
+            assert proc.poll() is None, proc.communicate()[1]
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+            kills += bool(_pending(redis_client, redis_stream))
+            if kills == 2:
+                break
+    finally:
+        producer.join()
+    assert kills == 2
+    final = _start(path, scheduler, "--until-idle", "2")
+    out, err = final.communicate(timeout=180)
+    assert final.returncode == 0, err
+
+    rows = pd.read_sql_table("results", engine).set_index("row").sort_index()
+    assert list(rows.index) == list(range(total))  # every event, once
+    with stream_client.as_current():
+        whole = window_features(events, shape)[features]
+        expected = detector.decision_function(dd.from_pandas(whole, npartitions=3)).compute()
+    assert np.max(np.abs(rows["score"].to_numpy() - expected.sort_index().to_numpy())) <= 1e-12
+    store = RedisWindowStore(REDIS_URL, f"{redis_stream}:adp-windows:adp")
+    saved = store.load()
+    store.close()
+    counts = {k: json.loads(v)["count"] for k, v in saved.items() if k != "__window__"}
+    assert counts == {json.dumps([s]): n for s, n in events["sensor"].value_counts().items()}
