@@ -18,6 +18,9 @@ events (sent by :func:`adp.observe.events.report` on workers and
 the event loop's own thread when the interpreter is already exiting and its thread pools
 are gone, as when a script ends without closing its client).
 
+Beside it, both install :class:`adp.observe.span_pruning.SpanPruner`, so a scheduler that
+runs job after job does not keep every finished job's spans forever.
+
 No worker plugin is needed: worker-side figures travel as events on each worker's existing
 batched stream to the scheduler (see :mod:`adp.bench.plugin_overhead` for the measured cost), and
 the counts stay exact without a flush delay on the workers.
@@ -46,6 +49,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 
 from adp.observe.events import TOPIC
 from adp.observe.metrics import MetricsState, bind, register_collector, unbind
+from adp.observe.span_pruning import PRUNER_NAME, SpanPruner
 
 if TYPE_CHECKING:
     from distributed import Client, Scheduler
@@ -321,6 +325,7 @@ def dask_setup(scheduler: Any) -> None:
         logger.warning("adp.observe.plugins is a scheduler preload; ignored on %r", scheduler)
         return
     scheduler.add_plugin(AdpSchedulerPlugin(), name=PLUGIN_NAME, idempotent=True)
+    scheduler.add_plugin(SpanPruner(), name=PRUNER_NAME, idempotent=True)
 
 
 def install(client: Client, *, audit_url: str | None = None, audit: bool = True) -> Any:
@@ -343,4 +348,12 @@ def install(client: Client, *, audit_url: str | None = None, audit: bool = True)
     None or awaitable
         An awaitable when ``client`` is asynchronous.
     """
+    if client.asynchronous:
+        return _install_async(client, audit_url, audit)
+    client.register_plugin(SpanPruner())
     return client.register_plugin(AdpSchedulerPlugin(audit_url, audit=audit))
+
+
+async def _install_async(client: Client, audit_url: str | None, audit: bool) -> Any:
+    await client.register_plugin(SpanPruner())
+    return await client.register_plugin(AdpSchedulerPlugin(audit_url, audit=audit))

@@ -29,13 +29,26 @@ import dask.config
 from adp.config import ServiceSettings
 from adp.errors import ServiceStartError
 
-__all__ = ["DriverProcess"]
+__all__ = ["DRIVER_MALLOC", "DriverProcess", "driver_environ"]
 
 logger = logging.getLogger(__name__)
 
 #: Restarts allowed within :data:`RESTART_WINDOW` seconds before the parent gives up.
 RESTART_LIMIT = 3
 RESTART_WINDOW = 600.0
+#: glibc malloc settings for the driver, unless the environment sets them. The driver runs
+#: job after job on several threads (and hosts the scheduler of the service's own
+#: LocalCluster); with glibc's default of 8 arenas per core and no trimming, memory freed
+#: by finished jobs stays resident. distributed sets ``MALLOC_TRIM_THRESHOLD_`` for its
+#: workers for the same reason. Measured with ``adp bench service`` (100 jobs): driver
+#: growth 112 MB with the defaults, 72 MB with ``MALLOC_ARENA_MAX=2``.
+DRIVER_MALLOC = {"MALLOC_ARENA_MAX": "2", "MALLOC_TRIM_THRESHOLD_": "65536"}
+
+
+def driver_environ(environ: Any) -> dict[str, str]:
+    """The driver process's environment: ``environ`` plus :data:`DRIVER_MALLOC` where
+    ``environ`` does not set those variables itself."""
+    return {**DRIVER_MALLOC, **environ}
 
 
 class DriverProcess:
@@ -106,6 +119,7 @@ class DriverProcess:
             [sys.executable, "-m", "adp.service.driving"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            env=driver_environ(os.environ),
         )
         assert process.stdin is not None and process.stdout is not None
         try:

@@ -115,3 +115,12 @@ def test_a_driver_that_cannot_reach_its_scheduler_stops_the_start(
     ):
         Service.start(options)
     assert "127.0.0.1:9" in str(caught.value)
+
+
+def test_the_driver_gets_bounded_malloc_arenas_unless_the_environment_says_otherwise() -> None:
+    from adp.service.driver_process import DRIVER_MALLOC, driver_environ
+
+    assert driver_environ({"PATH": "/bin"}) == {"PATH": "/bin", **DRIVER_MALLOC}
+    mine = driver_environ({"MALLOC_ARENA_MAX": "8"})
+    assert mine["MALLOC_ARENA_MAX"] == "8"
+    assert mine["MALLOC_TRIM_THRESHOLD_"] == DRIVER_MALLOC["MALLOC_TRIM_THRESHOLD_"]
