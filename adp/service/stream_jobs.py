@@ -9,6 +9,9 @@ needs the policy to grant (:func:`stream_checks`):
   credentials), e.g. ``stream:read:redis://127.0.0.1:6379/sensors``;
 - ``stream:write`` of the streams it writes (its result stream and its dead-letter stream,
   on the source's broker), ``data:write`` of its SQL sink's table (as for a batch job);
+- where its per-key windows persist: ``stream:write`` of their Redis hash
+  (``redis://<host[:port]>/<key>``, by default ``<stream>:adp-windows:<group>`` beside the
+  source), or ``data:write`` of their SQL table;
 - ``models:use`` of a registered model, or ``data:read`` of the batch source it fits on.
 
 The driver runs it with :func:`adp.stream.run_stream` on the job's own client, with the
@@ -64,6 +67,36 @@ def broker_resource(broker: BrokerSpec, stream: str | None = None) -> str:
     return f"{broker.kind}://{host}{port}/{stream or broker.stream}"
 
 
+def _redis_resource(url: str, key: str) -> str:
+    """A key on a Redis server as a policy resource: ``redis://<host[:port]>/<key>``."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"redis://{(parts.hostname or '').lower()}{port}/{key}"
+
+
+def _window_checks(
+    spec: StreamSpec, tables: Callable[..., list[str]]
+) -> list[tuple[str, str | None]]:
+    """Where the spec's per-key windows persist is written to (see
+    :func:`adp.stream.api.run_stream`): ``stream:write`` on a Redis hash, ``data:write``
+    on a SQL table."""
+    from adp.db import is_sql_url
+
+    if spec.window is None:
+        return []
+    state, source = spec.window.state, spec.source
+    default_key = f"{source.stream}:adp-windows:{source.group}"
+    if state is None:
+        if source.kind == "redis":
+            return [("stream:write", broker_resource(source, default_key))]
+        if spec.sinks.sql is None:
+            return []  # the spec refuses this combination itself
+        return [("data:write", r) for r in tables(spec.sinks.sql.url, "adp_stream_windows")]
+    if is_sql_url(state.url):
+        return [("data:write", r) for r in tables(state.url, state.table)]
+    return [("stream:write", _redis_resource(state.url, state.key or default_key))]
+
+
 def stream_checks(spec: StreamSpec) -> list[tuple[str, str | None]]:
     """What running ``spec`` needs the policy to grant, as ``(action, resource)`` pairs
     (see the module docstring), without duplicates."""
@@ -76,6 +109,7 @@ def stream_checks(spec: StreamSpec) -> list[tuple[str, str | None]]:
     checks.append(("stream:write", broker_resource(spec.source, spec.dead_letter.stream)))
     if spec.sinks.sql is not None:
         checks += [("data:write", r) for r in _tables(spec.sinks.sql.url, spec.sinks.sql.table)]
+    checks += _window_checks(spec, _tables)
     if spec.model is not None:
         checks.append(("models:use", spec.model.partition("@")[0].strip()))
     sources = [spec.fit.source if spec.fit is not None else None, spec.threshold.source]

@@ -212,3 +212,39 @@ def test_the_python_client_sends_a_stream_with_its_paths_resolved(
     assert body["fit"]["source"]["uri"] == str(tmp_path / "lake")
     assert body["sinks"]["sql"]["url"] == f"sqlite:///{tmp_path / 'scores.db'}"
     client.close()
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (None, ("stream:write", "redis://127.0.0.1:6379/in:adp-windows:adp")),
+        (
+            {"url": "redis://Cache.Example:6380/2", "key": "w"},
+            ("stream:write", "redis://cache.example:6380/w"),
+        ),
+        ({"url": "postgresql://u:secret@db:5432/ops", "table": "wins"}, "data:write"),
+    ],
+)
+def test_where_windows_persist_is_a_write_the_policy_must_grant(
+    tmp_path: Path, state: dict[str, Any] | None, expected: Any
+) -> None:
+    from adp.service.stream_jobs import stream_checks, stream_spec
+
+    lake = tmp_path / "lake"
+    data = {
+        "source": {"kind": "redis", "url": REDIS, "stream": "in"},
+        "fit": {"source": {"uri": str(lake), "features": ["a"]}, "detector": {"name": "hbos"}},
+        "key": ["id"],
+        "sinks": {"stream": {"stream": "out"}},
+        "dead_letter": {"stream": "dead"},
+        "window": {"by": ["sensor"], "size": 5, "columns": ["a"]}
+        | ({"state": state} if state else {}),
+    }
+    checks = stream_checks(stream_spec(data))
+    if expected == "data:write":
+        writes = [r for action, r in checks if action == "data:write"]
+        assert writes and all("wins" in str(r) and "secret" not in str(r) for r in writes)
+    else:
+        assert expected in checks
+    without = stream_checks(stream_spec({k: v for k, v in data.items() if k != "window"}))
+    assert set(checks) - set(without)  # the window adds a check of its own

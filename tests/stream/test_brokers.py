@@ -82,8 +82,13 @@ def test_redis_publishing_is_idempotent_by_message_id(redis_client: Any, redis_s
     ]
     other = RedisStreamsBroker(REDIS_URL, f"{redis_stream}-other", "adp", "p")
     assert other.publish(out, items[:1]) == 1  # ids are unique per source stream only
+    second_model = RedisStreamsBroker(REDIS_URL, redis_stream, "adp-second", "p")
+    assert second_model.publish(out, items[:2]) == 2  # another group's results are its own
+    assert second_model.publish(out, items[:2]) == 0
+    assert len(redis_client.xrange(out)) == 7
     broker.close()
     other.close()
+    second_model.close()
 
 
 @pytest.fixture

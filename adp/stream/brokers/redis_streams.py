@@ -10,7 +10,7 @@ consumer of the group for longer than ``claim_idle_ms`` are taken over with ``XA
 (a consumer that died for good, or restarted under another name).
 
 Publishing is idempotent by message id: one Lua script adds the ids of a batch (as
-``<source stream>:<id>``) to a sorted set beside the output stream
+``<source stream>:<group>:<id>``) to a sorted set beside the output stream
 (``<stream>:adp-published``, scored by time and trimmed after
 ``dedupe_seconds``) and ``XADD`` s only the entries whose id was new, atomically, so a
 redelivered message's result is not published twice. (On a Redis Cluster both keys must
@@ -271,7 +271,9 @@ class RedisStreamsBroker:
             self.dedupe_ms,
             int(maxlen or 0),
             self.field,
-            f"{self.stream}:",  # ids are unique within their source stream only
+            # ids are unique within their source stream only; two groups (two models) may
+            # both publish a result for the same message to one output stream
+            f"{self.stream}:{self.group}:",
         ]
         with self._errors(f"publish to stream {stream!r} on"):
             # one round trip: each chunk is one script call (atomic), all of them pipelined
