@@ -23,6 +23,7 @@ from adp.clitools import LazyGroup
         "service": "adp.bench.service_load:service",
         "feedback": "adp.bench.simulated_review:feedback",
         "stream": "adp.bench.streaming:stream",
+        "scheduler": "adp.bench.scheduling:scheduler",
     },
 )
 def bench() -> None:
