@@ -11,7 +11,10 @@ the workers, then lets a strategy (:mod:`adp.feedback.strategies`) choose. ``top
 ``uncertain`` and ``random`` need the output alone; ``disagreement`` and ``diverse`` also
 need the rows' features, from the source the output was scored from (the manifest's, or
 ``source=``), matched to the output by key. Only the chosen rows reach the client, each
-with its score, flag and ``top_features``.
+with its score, flag and ``top_features``; on request (``context=k``) with its
+neighbourhood in time-keyed data (:mod:`adp.feedback.neighbourhood`: its entity's ``k``
+rows before and after it), and (``values=True``) with the values of the model's features,
+read from the source for the chosen rows alone.
 """
 
 from __future__ import annotations
@@ -142,6 +145,9 @@ def next_rows(
     source: dd.DataFrame | str | None = None,
     seed: int = 0,
     storage_options: dict[str, Any] | None = None,
+    context: int = 0,
+    values: bool = False,
+    time: str | None = None,
 ) -> pd.DataFrame:
     """The next ``n`` rows to label, chosen by ``strategy`` among unreviewed rows.
 
@@ -169,13 +175,24 @@ def next_rows(
         Seed of ``random`` and ``diverse``.
     storage_options : dict, optional
         fsspec options for the output (and a source read by URI).
+    context : int, default 0
+        For time-keyed data, add each row's ``neighbourhood``: its entity's ``context``
+        rows before and after it (:func:`adp.feedback.neighbourhood.neighbourhoods`), as a
+        list of records with ``offset`` (0 for the row itself); ``None`` when the output
+        is not time-keyed.
+    values : bool, default False
+        Add ``values``: each row's feature values (a dict), read from the source (and to
+        each neighbourhood record, its own).
+    time : str, optional
+        The key column ordering rows in time (default: the one timestamp key column).
 
     Returns
     -------
     pandas.DataFrame
         One row per chosen row, in order of priority: ``row_key`` (the JSON text to label
         it by), the key columns, ``score``, ``is_anomaly`` and ``top_features`` where the
-        output has them, ``priority`` (the strategy's measure) and ``strategy``.
+        output has them, ``priority`` (the strategy's measure) and ``strategy``, then
+        ``neighbourhood`` and ``values`` when asked for.
 
     Raises
     ------
@@ -228,7 +245,103 @@ def next_rows(
             scored, candidates, strategy, n, detector, reviewed, source, seed, storage_options
         )
     chosen["strategy"] = strategy
-    return chosen.reset_index(drop=True)
+    chosen = chosen.reset_index(drop=True)
+    if context or values:
+        chosen = _with_context(
+            scored, chosen, context, values, detector, source, storage_options, time
+        )
+    return chosen
+
+
+def _with_context(
+    scored: ScoredOutput,
+    chosen: pd.DataFrame,
+    context: int,
+    values: bool,
+    detector: BaseDetector | None,
+    source: dd.DataFrame | str | None,
+    storage_options: dict[str, Any] | None,
+    time: str | None,
+) -> pd.DataFrame:
+    """``chosen`` with ``neighbourhood`` (``context`` rows each side) and/or ``values``."""
+    from adp.feedback.neighbourhood import neighbourhoods, time_column
+
+    near: dict[str, pd.DataFrame] = {}
+    timed = time_column(scored, time) is not None
+    if context and timed:
+        near = neighbourhoods(scored, chosen, before=context, after=context, time=time)
+    found = pd.DataFrame()
+    if values and len(chosen):
+        keys = set(chosen[KEY_COLUMN]).union(*(set(f[KEY_COLUMN]) for f in near.values()))
+        features = list(detector.features_) if detector is not None else scored.features
+        found = row_values(scored, keys, features, source, storage_options)
+    if values:
+        chosen["values"] = [_values_of(found, k) for k in chosen[KEY_COLUMN]]
+    if context:
+        chosen["neighbourhood"] = [
+            _records(near[k], found if values else None) if timed and k in near else None
+            for k in chosen[KEY_COLUMN]
+        ]
+    return chosen
+
+
+def _values_of(found: pd.DataFrame, key: str) -> dict[str, Any] | None:
+    if key not in found.index:
+        return None
+    return {str(c): _plain_value(v) for c, v in found.loc[key].items()}
+
+
+def _plain_value(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    value = item() if callable(item) and not isinstance(value, list | tuple) else value
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def _records(frame: pd.DataFrame, found: pd.DataFrame | None) -> list[dict[str, Any]]:
+    out = []
+    for record in frame.to_dict(orient="records"):
+        if found is not None:
+            record["values"] = _values_of(found, record[KEY_COLUMN])
+        out.append(record)
+    return out
+
+
+def row_values(
+    scored: ScoredOutput,
+    keys: Iterable[str],
+    features: Sequence[str],
+    source: dd.DataFrame | str | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """The feature values of the rows whose key texts are ``keys``, read from the source
+    the output was scored from (or ``source``), in one pass; only those rows reach the
+    client.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by key text, one column per feature (a key found twice keeps its first).
+
+    Raises
+    ------
+    adp.errors.ConfigError
+        When no features are known or the output records no source.
+    """
+    features = [f for f in features if f not in scored.key]
+    if not features:
+        raise ConfigError(
+            "the rows' feature values need the model's features and the output records "
+            "none: give the model (detector=...)"
+        )
+    wanted = set(keys)
+    rows = _source_frame(
+        scored, source, list(dict.fromkeys([*scored.key, *features])), storage_options
+    )
+    found = filter_keys(with_keys(rows, scored.key), wanted).compute()
+    found = found.drop_duplicates(KEY_COLUMN).set_index(KEY_COLUMN)
+    return found[features]
 
 
 def _with_features(
@@ -296,4 +409,4 @@ def _diverse(
     return {str(k): float(i) for i, k in enumerate(keys)}
 
 
-__all__ = ["ensemble_of", "next_rows", "with_keys"]
+__all__ = ["ensemble_of", "next_rows", "row_values", "with_keys"]

@@ -6,6 +6,10 @@ does not verify is answered 401 after its denial is audited. What a verified cal
 do is decided in :class:`adp.service.control.JobControl`. ADP's errors map to HTTP
 statuses: a spec that does not validate 422 (the field named), a policy denial 403, an
 unknown job 404, a job in the wrong state 409.
+
+The analyst-feedback routes (``GET /review/next``, ``POST /labels``) go through
+:class:`adp.service.reviewing.ReviewDesk`: ``labels:write`` on the model, labels stored
+under the token's subject.
 """
 
 from collections.abc import AsyncIterator, Iterator
@@ -19,10 +23,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from pydantic import BaseModel, ConfigDict, Field
 
 from adp.errors import AccessDeniedError, ConfigError, SpecError, one_line
 from adp.service.control import JobNotFound
 from adp.service.identity import AuthenticationError, Identity
+from adp.service.reviewing import CONTEXT_ROWS, MAX_ROWS, ReviewDesk
 from adp.service.server import Service
 from adp.service.store import STATES
 from adp.service.web import TOKEN_COOKIE, mount_pages
@@ -33,6 +39,19 @@ DETAIL_LIMIT = 600
 
 class Unauthenticated(Exception):
     """No valid token: answered 401."""
+
+
+class LabelRequest(BaseModel):
+    """``POST /labels``: one analyst's answer about one row. The analyst is the token's
+    subject; a body naming anyone (``who``) is refused as an unknown field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="The model reviewed: name or name@version")
+    row_key: str | dict[str, Any] = Field(description="The row's key, as /review/next gives it")
+    label: str = Field(description="anomaly, normal or unsure")
+    job: str | None = Field(None, description="The job whose output the row is from")
+    note: str | None = Field(None, description="Why (kept with the label)")
 
 
 class _JobsByState(Collector):
@@ -75,9 +94,12 @@ def create_app(service: Service, *, close_on_shutdown: bool = False) -> FastAPI:
     """
     from importlib.metadata import version
 
+    desk = ReviewDesk(service)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        await run_in_threadpool(desk.close)
         if close_on_shutdown:
             await run_in_threadpool(service.close)
 
@@ -88,6 +110,7 @@ def create_app(service: Service, *, close_on_shutdown: bool = False) -> FastAPI:
         description="Submit anomaly-detection jobs to a shared Dask cluster and follow them.",
     )
     app.state.service = service
+    app.state.review = desk  # the review page uses it too
     registry, submitted, denied = _metrics(service)
     app.state.denials = denied  # the pages count their 403s here too
     bearer = HTTPBearer(auto_error=False, description="A JWT (adp token issue)")
@@ -185,6 +208,23 @@ def create_app(service: Service, *, close_on_shutdown: bool = False) -> FastAPI:
     @app.get("/whoami", tags=["identity"], summary="Who the token says you are")
     def whoami(who: Caller) -> dict[str, Any]:
         return {"subject": who.subject, "roles": list(who.roles), "issuer": who.issuer}
+
+    @app.get("/review/next", tags=["feedback"], summary="The next rows of a job to label")
+    def review_next(
+        who: Caller,
+        model: str,
+        job: str | None = None,
+        strategy: str = "uncertain",
+        n: int = 1,
+        context: int = CONTEXT_ROWS,
+    ) -> dict[str, Any]:
+        if not 1 <= n <= MAX_ROWS:
+            raise SpecError(f"n: give a number of rows from 1 to {MAX_ROWS}, got {n}")
+        return desk.next(who, model, job, strategy, n, context)
+
+    @app.post("/labels", status_code=201, tags=["feedback"], summary="Label a row (as yourself)")
+    def add_label(body: LabelRequest, who: Caller) -> dict[str, Any]:
+        return desk.label(who, body.model, body.row_key, body.label, body.job, body.note)
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, Any]:

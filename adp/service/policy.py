@@ -99,6 +99,7 @@ ACTIONS: Mapping[str, str] = {
     "stream:write": "write results or dead letters to a broker's stream in a stream job",
     "models:use": "score with a registered model",
     "models:register": "register a model in the registry",
+    "labels:write": "review a model's scored rows and label them (resource: the model's name)",
     "audit:read": "read the audit trail",
     "quality:override": "run a job whose data is below the policy's quality minimum",
     "retention:apply": "delete expired job outputs and archive expired audit records",
@@ -334,13 +335,13 @@ class Policy(BaseModel):
     @classmethod
     def default(cls) -> Policy:
         """The built-in policy: ``viewer`` (sees and cancels only their own jobs),
-        ``analyst`` (submits jobs, reads and writes any data, uses and registers any model)
-        and ``operator`` (everything); no quality minimum."""
+        ``analyst`` (submits jobs, reads and writes any data, uses and registers any model,
+        labels any model's rows) and ``operator`` (everything); no quality minimum."""
         analyst = ("jobs:submit", "data:read:**", "data:write:**", "models:use:**")
         return cls(
             roles={
                 "viewer": RoleRules(),
-                "analyst": RoleRules(allow=(*analyst, "models:register:**")),
+                "analyst": RoleRules(allow=(*analyst, "models:register:**", "labels:write:**")),
                 "operator": RoleRules(allow=("*",)),
             }
         )

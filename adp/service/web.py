@@ -14,6 +14,12 @@ redirected to the sign-in form (303); a denial renders a 403 page and an unknown
 page. The models page lists the registry's versions of the models the caller's roles may
 use (``models:use``): deny by default holds for what the registry shows too.
 
+The review page (``/ui/review``) shows an analyst the next row of a job's output to label
+(:class:`adp.service.reviewing.ReviewDesk`, the application's ``state.review``): its score
+and the threshold, its ``top_features`` with their values, and for time-keyed data the
+rows before and after it for the same entity; its three buttons post the label, stored
+under the token's subject and audited. It needs ``labels:write`` on the model.
+
 The cookie is ``HttpOnly`` and ``SameSite=Strict`` (another site cannot make the browser
 post a cancellation with it), ``Secure`` when the page was reached over HTTPS, and never
 outlives the token.
@@ -25,6 +31,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import yaml
 from fastapi import Depends, FastAPI, Form, Request
@@ -34,7 +41,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from adp.errors import AccessDeniedError, AdpError, ConfigError, one_line
+from adp.errors import AccessDeniedError, AdpError, ConfigError, SpecError, one_line
 from adp.service.control import JobNotFound
 from adp.service.identity import AuthenticationError, Identity
 from adp.service.server import Service
@@ -164,6 +171,8 @@ class PageRoute(APIRoute):
                 if denials is not None:  # counted like the API's 403s
                     denials.labels("policy").inc()
                 return _error_page(request, 403, "Forbidden", exc)
+            except SpecError as exc:  # a request field at fault (a label that is not one)
+                return _error_page(request, 422, "Invalid request", exc)
             except ConfigError as exc:  # a job in the wrong state (cancelling an ended one)
                 return _error_page(request, 409, "Conflict", exc)
 
@@ -324,6 +333,52 @@ def mount_pages(app: FastAPI, service: Service, caller: Caller) -> None:
         except AdpError as exc:
             return _error_page(request, 503, "The model registry cannot be read", exc)
         return _render(request, "models.html", who, versions=versions, held=held)
+
+    @router.get("/ui/review")
+    def review(
+        request: Request,
+        who: Who,
+        model: str = "",
+        job: str = "",
+        strategy: str = "uncertain",
+        labelled: str = "",
+    ) -> Response:
+        from adp.feedback.strategies import STRATEGIES
+
+        chosen = {"model": model, "job": job, "strategy": strategy}
+        page: dict[str, Any] = {"strategies": STRATEGIES, "chosen": chosen, "labelled": labelled}
+        jobs = [r for r in control.jobs(who, "succeeded") if "output" in r.spec]
+        if not model.strip():
+            return _render(request, "review.html", who, item=None, jobs=jobs, error=None, **page)
+        try:
+            item = request.app.state.review.next(who, model, job or None, strategy, 1)
+        except SpecError as exc:
+            return _render(
+                request,
+                "review.html",
+                who,
+                status_code=422,
+                item=None,
+                jobs=jobs,
+                error=one_line(str(exc), MESSAGE_LIMIT),
+                **page,
+            )
+        return _render(request, "review.html", who, item=item, jobs=jobs, error=None, **page)
+
+    @router.post("/ui/review/label")
+    def review_label(
+        who: Who,
+        model: Annotated[str, Form()],
+        row_key: Annotated[str, Form()],
+        label: Annotated[str, Form()],
+        job: Annotated[str, Form()] = "",
+        strategy: Annotated[str, Form()] = "uncertain",
+        note: Annotated[str, Form()] = "",
+    ) -> Response:
+        # the analyst is ``who``, verified from the token: no form field names one
+        app.state.review.label(who, model, row_key, label, job or None, note or None)
+        query = urlencode({"model": model, "job": job, "strategy": strategy, "labelled": label})
+        return RedirectResponse(f"/ui/review?{query}", status_code=303)
 
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=_HERE / "static"), name="adp-static")

@@ -203,3 +203,54 @@ def test_every_notebook_has_a_test() -> None:
     names = {p.stem for p in (Path(__file__).parents[2] / "notebooks").glob("*.py")}
     tested = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
     assert "quickstart" in names and names <= tested
+
+
+@pytest.mark.slow
+def test_feedback(run_notebook, tmp_path: Path) -> None:
+    from adp.feedback.labels import LabelStore
+    from adp.models.api import ModelRegistry
+
+    run = run_notebook("feedback")
+    assert number(r"[\d,]+ rows, (\d+) injected anomalies", run.text) > 0
+    assert "first row to review: {" in run.text
+    assert number(r"(\d+) rows labelled", run.text) == 80
+    # what the notebook wrote, as the test reads it: labels and versions with lineage
+    work = tmp_path / "data" / "feedback"
+    store = LabelStore(f"sqlite:///{work / 'labels.db'}")
+    registry = ModelRegistry(f"sqlite:///{work / 'models.db'}", str(work / "models"))
+    try:
+        labels = store.labels("feedback-sensors")
+        assert len(labels) == 80 and {lab.who for lab in labels} == {"notebook-analyst"}
+        versions = {v.version: v for v in registry.versions("feedback-sensors")}
+        assert sorted(versions) == [1, 2, 3]
+        assert {versions[2].method, versions[3].method} == {"threshold", "semi_supervised"}
+        assert {versions[2].parent, versions[3].parent} == {"feedback-sensors@1"}
+    finally:
+        store.close()
+        registry.close()
+    before, after = (
+        float(x)
+        for x in re.search(r"before (\d\.\d{3}), after (\d\.\d{3})", run.text).groups()  # type: ignore[union-attr]
+    )
+    assert 0 < before < after <= 1, "80 labels teach the semi-supervised version something"
+    plots_drawn(run)
+
+
+@pytest.mark.slow
+def test_streaming(run_notebook) -> None:
+    redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except Exception as exc:  # any failure to reach it
+        from ci_support import need_in_ci
+
+        need_in_ci(f"Redis is not reachable at {url}: {exc}")
+    run = run_notebook("streaming", ADP_REDIS_URL=url)
+    assert number(r"([\d,]+) events in the Redis stream", run.text) == 3000
+    for name in ("fitted", "adaptive"):
+        assert number(rf"{name}: \d+ of ([\d,]+) events flagged", run.text) == 3000
+        assert number(rf"{name}: (\d+) of [\d,]+ events flagged", run.text) > 0
+    stream = re.search(r"in the Redis stream (\S+)", run.text).group(1)  # type: ignore[union-attr]
+    assert not redis.Redis.from_url(url).exists(stream), "the notebook cleans up its stream"
+    plots_drawn(run)

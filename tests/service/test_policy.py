@@ -357,6 +357,7 @@ def test_the_catalogue_and_the_default_policy() -> None:
         "jobs:cancel-all",
         "models:use",
         "models:register",
+        "labels:write",
         "audit:read",
         "quality:override",
         "retention:apply",
