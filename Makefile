@@ -39,10 +39,12 @@ ci-deps:
 		apt-get install -y -qq --no-install-recommends $(CI_DEBS) >/dev/null; \
 	fi
 
-# The suite runs in TEST_WORKERS processes (pytest-xdist); tests of the one PostgreSQL
-# database share one of them (tests/conftest.py). TEST_WORKERS=0 runs it in this process.
+# The suite runs in TEST_WORKERS processes (pytest-xdist), a test module's tests in one of
+# them, in order (module-scoped clusters and the outputs later tests build on are made
+# once). --dist loadgroup would ignore xdist_group marks: pytest 9.2 no longer lets
+# pytest-xdist 3.8 rename the items it groups. TEST_WORKERS=0 runs it in this process.
 TEST_WORKERS ?= 2
-XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 test: lint ci-deps
 	$(BIN)/python -m pytest $(XDIST)

@@ -34,20 +34,6 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ODDS = REPO.parent / "shared" / "data" / "odds"
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``), the tests that use
-    the one PostgreSQL database run in one worker, one after another: some clean up tables
-    by prefix (staging tables have random names) and would drop a neighbour's. Every other
-    test runs in the worker of its module's other tests, so a module-scoped fixture (a
-    cluster, a committed output a later test builds on) is made once and seen whole."""
-    for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        if "pg_url" in fixtures or item.get_closest_marker("postgres") is not None:
-            item.add_marker(pytest.mark.xdist_group("postgres"))
-        elif item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
-
-
 @pytest.fixture(scope="session")
 def client() -> Iterator[Client]:
     """A LocalCluster with 2 worker processes (1 thread each), shared by the session.
