@@ -100,8 +100,12 @@ def shared_partitions(frame: dd.DataFrame) -> dd.DataFrame:
     ``frame.to_delayed()``, both depend on the same keys, so one ``compute`` scores each
     partition once, and holds only its small score frame until the flags are done.
     """
+    # Optimised first: dask may fuse partitions while optimising (a column projection of a
+    # Parquet read makes small files one partition), so the divisions are taken from the
+    # optimised frame, whose partitions to_delayed returns.
     # verify_meta=True: dask's from_delayed without it emits self-referencing aliases that
     # dask.array's fusion rejects (KeyError 'pop from an empty set' in to_xarray).
+    frame = frame.optimize()
     return dd.from_delayed(
         frame.to_delayed(),
         meta=frame._meta,

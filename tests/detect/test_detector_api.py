@@ -237,3 +237,21 @@ def test_parquet_partition_lengths_come_from_the_footers(tmp_path, client) -> No
     # A frame dask cannot count from metadata falls back to counting.
     computed = ddf.map_partitions(lambda p: p[p["f0"] > 0])
     assert known_lengths(computed, computed.npartitions) is None
+
+
+def test_a_column_projection_that_fuses_parquet_partitions_still_detects(tmp_path, client) -> None:
+    """Reading a few of many columns lets dask fuse small Parquet files into fewer
+    partitions while optimising; the shared score partitions must follow (it failed with
+    'divisions should be a tuple of len(dfs) + 1')."""
+    rng = np.random.default_rng(0)
+    columns = [f"c{j}" for j in range(12)]
+    for i in range(8):
+        frame = pd.DataFrame(rng.normal(size=(500, 12)), columns=columns)
+        frame.assign(row=np.arange(i * 500, (i + 1) * 500)).to_parquet(tmp_path / f"p{i}.parquet")
+    narrow = adp.read(str(tmp_path), columns=["row", "c0", "c1"])
+    det = adp.create_detector("iforest", contamination=0.05, random_state=0)
+    det.fit(narrow, features=["c0", "c1"], random_state=0)
+    got = det.detect(narrow, key=["row"]).compute().sort_values("row")
+    whole = det.detect(adp.read(str(tmp_path)), key=["row"]).compute().sort_values("row")
+    assert len(got) == 4000 and int(got["is_anomaly"].sum()) == 200
+    np.testing.assert_array_equal(got["score"].to_numpy(), whole["score"].to_numpy())
