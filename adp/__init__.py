@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BaseDetector",
     "Contamination",
+    "Context",
     "Detector",
     "EnsembleDetector",
     "FixedScore",
@@ -44,6 +45,7 @@ __getattr__, _dir = lazy_exports(
         "connect": "adp.cluster.connect",
         "read": "adp.io.read",
         "create_detector": "adp.detect.detector",
+        "Context": "adp.context.spec",
         "Detector": "adp.detect.detector",
         "BaseDetector": "adp.detect.detector",
         "EnsembleDetector": "adp.detect.detector",
@@ -69,6 +71,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from adp.cluster.connect import connect as connect
     from adp.config import settings as settings
+    from adp.context.spec import Context as Context
     from adp.detect.detector import BaseDetector as BaseDetector
     from adp.detect.detector import Detector as Detector
     from adp.detect.detector import EnsembleDetector as EnsembleDetector

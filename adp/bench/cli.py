@@ -23,6 +23,7 @@ from adp.clitools import LazyGroup
         "service": "adp.bench.service_load:service",
         "feedback": "adp.bench.simulated_review:feedback",
         "stream": "adp.bench.streaming:stream",
+        "context": "adp.bench.contextual:context",
         "scheduler": "adp.bench.scheduling:scheduler",
     },
 )

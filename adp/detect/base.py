@@ -22,6 +22,8 @@ import dask
 import dask.dataframe as dd
 from dask.delayed import Delayed
 
+from adp.context.fitted import fit_context
+from adp.context.spec import Context
 from adp.detect import fitting
 from adp.detect.detection import ScoreStage, raw_scores, run_detection
 from adp.detect.features import resolve_features
@@ -46,6 +48,7 @@ FITTED_ATTRIBUTES = (
     "n_rows_seen_",
     "fit_seconds_",
     "model_id_",
+    "context_",
 )
 
 
@@ -92,6 +95,10 @@ class BaseDetector:
         Time spent in the estimators' ``fit`` (summed over models).
     model_id_ : str
         A random id of this fit; names the model's key in dask graphs.
+    context_ : FittedContext or None
+        With a ``context`` parameter: the fitted per-entity baselines, applied again, the
+        same way, by every scoring verb (:meth:`prepare`); ``features_`` then names the
+        context features (``vibration.diff_from_season``, ...). ``None`` without one.
     """
 
     name: str
@@ -180,6 +187,7 @@ class BaseDetector:
         if "scorer_" in state:
             state.setdefault("missing_", "fail")
             state.setdefault("medians_", None)
+            state.setdefault("context_", None)
         self.__dict__.update(state)
 
     # -- fitting --------------------------------------------------------------------------
@@ -283,7 +291,15 @@ class BaseDetector:
             )
         if n_models is not None and int(n_models) < 1:
             raise DetectorError(f"n_models must be at least 1, got {n_models!r}")
+        context = self._context()
+        if context is not None:
+            exclude = [*exclude, *context.used_columns()]
         chosen = resolve_features(ddf, features, exclude=exclude, key=key)
+        fitted_context = None
+        if context is not None:
+            fitted_context = fit_context(context, ddf, chosen)
+            ddf = fitted_context.transform(ddf)
+            chosen = fitted_context.feature_names
         prepared, medians = apply_missing_policy(ddf[chosen], chosen, missing)
         if sample_rows is None:
             sample_rows = settings().fit.sample_rows
@@ -298,7 +314,7 @@ class BaseDetector:
             prepared,
             sample_rows,
             random_state,
-            lengths_from=None if missing == "drop" else ddf[chosen],
+            lengths_from=None if missing == "drop" or context else ddf[chosen],
         )
         if n_models is None:
             n_models = _default_n_models(len(parts))
@@ -315,17 +331,26 @@ class BaseDetector:
         self.n_rows_seen_ = total
         self.fit_seconds_ = result.seconds
         self.model_id_ = uuid.uuid4().hex
+        self.context_ = fitted_context
         for name, value in self._fitted_extras().items():
             setattr(self, name, value)
         return self
 
+    def _context(self) -> Context | None:
+        """The ``context`` parameter, parsed (``None`` when not given)."""
+        given = getattr(self, "context", None)
+        return None if given is None else Context.from_spec(given)
+
     # -- scoring --------------------------------------------------------------------------
 
     def prepare(self, ddf: dd.DataFrame) -> dd.DataFrame:
-        """``ddf`` with the fitted missing-value policy applied, lazily.
+        """``ddf`` with the fitted context features and missing-value policy, lazily.
 
-        The same policy as :meth:`fit` with the *stored* medians (``medians_``), never
-        medians of ``ddf``. Other columns are kept.
+        With a fitted context (``context_``), its features are added first, from its
+        stored baselines (the frame then comes shuffled by entity: see
+        :mod:`adp.context.fitted`). Then the same missing-value policy as :meth:`fit` with
+        the *stored* medians (``medians_``), never medians of ``ddf``. Other columns are
+        kept.
 
         Raises
         ------
@@ -335,6 +360,9 @@ class BaseDetector:
             Naming feature columns that are missing or not numeric.
         """
         self.check_fitted()
+        fitted_context = getattr(self, "context_", None)
+        if fitted_context is not None:
+            ddf = fitted_context.transform(ddf)
         prepared, _ = apply_missing_policy(
             ddf, self.features_, self.missing_, medians=self.medians_
         )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Self
 
 from dask.delayed import Delayed
 
+from adp.context.spec import Context
 from adp.detect import fitting
 from adp.detect.base import BaseDetector
 from adp.detect.registry import DetectorInfo, detector_info
@@ -29,6 +31,12 @@ class Detector(BaseDetector):
         Share of rows to flag, over the whole scored dataset (default 0.1, as in PyOD), or
         ``"auto"`` to flag by a robust rule on the scores
         (:class:`~adp.detect.threshold.AutoThreshold`).
+    context : Context or mapping, optional
+        Per-entity, time-aware features (:class:`adp.context.Context`, or its nested
+        form ``{"by": ..., "time": ..., "window": ..., "season": ...}``): the detector
+        then scores the context features of its value columns (seasonal residuals,
+        window statistics) instead of the raw values, and carries the fitted baselines
+        as ``context_``.
     **params
         The estimator's own parameters.
 
@@ -39,9 +47,16 @@ class Detector(BaseDetector):
     200
     """
 
-    def __init__(self, name: str, contamination: float | str = 0.1, **params: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        contamination: float | str = 0.1,
+        context: Context | Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> None:
         self.name = name
         self.contamination = contamination
+        self.context = context
         self.params = params
 
     # -- parameters -----------------------------------------------------------------------
@@ -52,12 +67,14 @@ class Detector(BaseDetector):
         return detector_info(self.name)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """``name``, ``contamination`` and the estimator's parameters, as given."""
-        return {"name": self.name, "contamination": self.contamination, **self.params}
+        """``name``, ``contamination``, ``context`` (when given) and the estimator's
+        parameters, as given."""
+        given = {"context": self.context} if self.context is not None else {}
+        return {"name": self.name, "contamination": self.contamination, **given, **self.params}
 
     def _param_names(self) -> list[str]:
         valid = [p for p in self.info.valid_params() if p != "contamination"]
-        return ["name", "contamination", *valid]
+        return ["name", "contamination", "context", *valid]
 
     def set_params(self, **params: Any) -> Self:
         """Set parameters (``name``, ``contamination`` or any of the estimator's).
@@ -90,6 +107,8 @@ class Detector(BaseDetector):
         for key, value in params.items():
             if key == "contamination":
                 self.contamination = value
+            elif key == "context":
+                self.context = value
             elif key != "name":
                 self.params[key] = value
         return self
@@ -104,9 +123,13 @@ class Detector(BaseDetector):
                 f"valid parameters: {', '.join(valid)}"
             )
         check_contamination(self.contamination)
+        if self.context is not None:
+            Context.from_spec(self.context)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in sorted(self.params.items()))
+        if self.context is not None:
+            args = f"context={self.context!r}" + (", " + args if args else "")
         sep = ", " if args else ""
         return f"Detector({self.name!r}, contamination={self.contamination!r}{sep}{args})"
 

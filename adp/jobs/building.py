@@ -75,6 +75,13 @@ def build_detector(spec: JobSpec) -> BaseDetector:
         return detector
     if spec.detector.name is None:  # the spec's validator requires name or model
         raise SpecError("detector: give 'name' (with 'params') or 'model'")
+    if spec.context is not None:
+        if "context" in spec.detector.params:
+            raise SpecError(
+                "give the context in the job's 'context' section, not in detector.params"
+            )
+        context = spec.context.to_context()
+        return create_detector(spec.detector.name, context=context, **spec.detector.params)
     return create_detector(spec.detector.name, **spec.detector.params)
 
 

@@ -91,6 +91,12 @@ def validate(job: Path, report_path: Path | None) -> None:
     "--scheduler", metavar="ADDRESS", help="Use this scheduler instead of a LocalCluster."
 )
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@click.option(
+    "--context/--no-context",
+    default=True,
+    show_default=True,
+    help="Score each reading's residual from its sensor's daily profile (off: the raw readings).",
+)
 @fail_cleanly
 def demo(
     data_dir: Path,
@@ -100,11 +106,12 @@ def demo(
     workers: int,
     scheduler: str | None,
     progress: bool,
+    context: bool,
 ) -> None:
     """Generate a sensor-fleet lake with injected anomalies, score it, and write a report."""
     from adp.jobs.demo import demo_spec, run_demo
 
-    spec = demo_spec(data_dir, out_dir, workers=workers)
+    spec = demo_spec(data_dir, out_dir, workers=workers, context=context)
     run_demo(spec, sensors=sensors, days=days, scheduler=scheduler, progress=progress)
 
 

@@ -252,6 +252,9 @@ def _named(spec: JobSpec) -> dict[str, list[str]]:
         named["report.group"] = [spec.report.group] if spec.report.group else []
     if spec.search is not None and spec.search.label:
         named["search.label"] = [spec.search.label]
+    if spec.context is not None:
+        named["context.time"] = [spec.context.time]
+        named["context.by"] = [spec.context.by] if spec.context.by else []
     return {k: v for k, v in named.items() if v}
 
 

@@ -362,7 +362,8 @@ def _execute(
     workers = len(c.scheduler_info(n_workers=-1)["workers"])
     label = spec.evaluate.label if spec.evaluate else None
     kind = spec.evaluate.kind if spec.evaluate else None
-    opened = open_source(source, extra=[label, kind])
+    context = [spec.context.time, spec.context.by] if spec.context else []
+    opened = open_source(source, extra=[label, kind, *context])
     ddf = opened.frame
     data_profile = None
     if spec.profile or audit.quality_gate is not None:

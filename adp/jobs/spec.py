@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from adp.context.section import ContextSpec
 from adp.errors import SpecError, bounded, one_line
 from adp.redact import redact_url
 
@@ -366,12 +367,19 @@ class JobSpec(_Spec):
     evaluate: EvaluateSpec | None = None
     report: ReportSpec | None = None
     search: SearchSpec | None = None
+    context: ContextSpec | None = None
     profile: Flag = Field(True, description="profile the data (one extra pass) for the summary")
 
     @model_validator(mode="after")
     def _runnable(self) -> JobSpec:
         if self.search is None and (self.detector is None or self.output is None):
             raise ValueError("a job needs 'detector' and 'output' (or a 'search' section)")
+        if self.context is not None:
+            self.context.check_job(
+                search=self.search is not None,
+                registered=self.detector is not None and self.detector.model is not None,
+                features=self.source.features or [],
+            )
         return self
 
     @classmethod
