@@ -17,14 +17,15 @@ from adp.clitools import LazyGroup
         "accuracy": "adp.bench.accuracy:accuracy",
         "io": "adp.bench.reading:io",
         "search": "adp.bench.model_search:search",
-        "selection": "adp.bench.model_search:selection",
+        "selection": "adp.bench.selection:selection",
+        "criteria": "adp.bench.model_search:selection",
         "plugins": "adp.bench.plugin_overhead:plugins",
         "chaos": "adp.bench.chaos:chaos",
         "service": "adp.bench.service_load:service",
         "feedback": "adp.bench.simulated_review:feedback",
         "stream": "adp.bench.streaming:stream",
-        "context": "adp.bench.contextual:context",
         "scheduler": "adp.bench.scheduling:scheduler",
+        "context": "adp.bench.contextual:context",
     },
 )
 def bench() -> None:

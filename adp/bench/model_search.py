@@ -5,7 +5,7 @@
     as :func:`adp.search` does on the cluster (one task per trial), and one after another in
     this process (BLAS limited to one thread, as the workers' nannies set it), and reports
     the speed-up. Both see the same sample and folds, so their scores must agree.
-``adp bench selection``
+``adp bench criteria``
     :func:`selection_table` asks, on the shared ODDS datasets: how often does the
     unsupervised pick (:mod:`adp.tuning.selection`) beat the median candidate, and a default
     isolation forest, judged by the true labels the pick never saw?

@@ -75,6 +75,9 @@ def run_search_job(
         client=client,
     )
     print_leaderboard(result, console)
+    selection = result.extra.get("selection")
+    if selection is not None:
+        console.print(f"selector: {selection['reason']}")
     if s.registration is not None:
         fingerprint = fingerprint_source(source.uri, opened.frame, source.storage_options)
         # The policy (and its fit-time medians) is the winner's fitted state; the metadata

@@ -2,8 +2,13 @@
 
 Modules: :mod:`~adp.tuning.space` (search spaces, candidates), :mod:`~adp.tuning.trials`
 (one trial, on a worker), :mod:`~adp.tuning.engines` (futures or dask-ml, on the cluster),
-:mod:`~adp.tuning.selection` (label-free criteria) and :mod:`~adp.tuning.api`
-(:func:`search`, :class:`SearchResult`). The package knows nothing of job specs: the
+:mod:`~adp.tuning.selection` (label-free criteria), the learned label-free selector
+(:mod:`~adp.tuning.metafeatures` and :mod:`~adp.tuning.landmarks`, meta-features;
+:mod:`~adp.tuning.perftable` and :mod:`~adp.tuning.tablebuild`, its performance table;
+:mod:`~adp.tuning.selector`, the ranker; :mod:`~adp.tuning.selecting`, one selection on
+the cluster; :mod:`~adp.tuning.selector_search`, its place in :func:`search`),
+:mod:`~adp.tuning.results` (:class:`SearchResult`) and :mod:`~adp.tuning.api`
+(:func:`search`). The package knows nothing of job specs: the
 ``search:`` section of a job lives in :mod:`adp.jobs.search`.
 """
 

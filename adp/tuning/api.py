@@ -3,6 +3,8 @@
 A search draws one uniform sample of the data on the workers, places it on every worker,
 then runs one task per candidate (see :mod:`adp.tuning.engines` for which engine runs them
 and why). With ``label=`` each candidate is cross-validated against the labels; without,
+and without a ``space``, the learned selector chooses (:mod:`adp.tuning.selector`, falling
+back to the default isolation forest when it is not confident); with a ``space``,
 candidates are compared with each other by an unsupervised criterion
 (:mod:`adp.tuning.selection`). The winner is refitted the ordinary way
 (:meth:`adp.Detector.fit`) and can be registered with :mod:`adp.models`.
@@ -10,171 +12,28 @@ candidates are compared with each other by an unsupervised criterion
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dask.dataframe as dd
 import numpy as np
-import pandas as pd
 from distributed import Client
 
-from adp.detect.base import BaseDetector
 from adp.detect.detector import create_detector
 from adp.detect.features import resolve_features
 from adp.detect.threshold import check_contamination
 from adp.errors import ConfigError, DataError
 from adp.io.validate import MissingPolicy, apply_missing_policy
 from adp.tuning.engines import Engine, label_counts, place_sample, run_dask_ml, run_futures
+from adp.tuning.results import LEADERBOARD_COLUMNS, SearchResult, leaderboard_frame
 from adp.tuning.selection import CRITERIA, DEFAULT_CRITERION, criterion
+from adp.tuning.selector_search import SELECTOR, selector_result
 from adp.tuning.space import Strategy, draw_candidates
-from adp.tuning.trials import SUPERVISED_METRICS, TrialOutcome, contamination_of
-
-if TYPE_CHECKING:  # pragma: no cover
-    from adp.models.metadata import ModelVersion
-
-LEADERBOARD_COLUMNS = [
-    "trial",
-    "detector",
-    "params",
-    "score",
-    "score_std",
-    "fit_seconds",
-    "trial_seconds",
-    "status",
-    "error",
-]
-_STATUS_ORDER = {"ok": 0, "failed": 1, "cancelled": 2, "skipped": 3}
+from adp.tuning.trials import SUPERVISED_METRICS, contamination_of
 
 
-@dataclass
-class SearchResult:
-    """What a search found.
-
-    Attributes
-    ----------
-    leaderboard : pandas.DataFrame
-        One row per candidate, best first: ``trial``, ``detector``, ``params`` (dict),
-        ``score`` (the metric or criterion, higher is better; NaN unless ``status`` is
-        ``"ok"``), ``score_std`` (across folds), ``fit_seconds`` (one fit, mean over
-        folds), ``trial_seconds``, ``status`` (``ok``, ``failed``, ``cancelled``,
-        ``skipped``) and ``error``.
-    best_detector : BaseDetector or None
-        The winner, fitted on the data when the search ran with ``refit=True`` (the
-        default), else unfitted; None when no candidate succeeded.
-    metric : str
-        The metric (labelled search) or criterion (unlabelled search) used.
-    supervised : bool
-        Whether labels judged the candidates.
-    engine : str
-        ``"dask-ml"`` or ``"futures"``.
-    features : list of str
-        The feature columns.
-    label : str or None
-    cv : int or None
-        Folds (labelled search only).
-    sample_size, rows_seen : int
-        Rows in the search sample and in the dataset.
-    elapsed_seconds : float
-        Wall time of sampling and trials (the refit excluded).
-    budget_exhausted : bool
-        Whether ``time_budget`` cut the search short.
-    random_state : int or None
-    """
-
-    leaderboard: pd.DataFrame
-    best_detector: BaseDetector | None
-    metric: str
-    supervised: bool
-    engine: str
-    features: list[str]
-    label: str | None
-    cv: int | None
-    sample_size: int
-    rows_seen: int
-    elapsed_seconds: float
-    budget_exhausted: bool
-    random_state: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def best(self) -> pd.Series:
-        """The winning leaderboard row."""
-        ok = self.leaderboard[self.leaderboard["status"] == "ok"]
-        if ok.empty:
-            raise DataError(
-                "no candidate of the search succeeded; see the 'error' column of the leaderboard"
-            )
-        return ok.iloc[0]
-
-    @property
-    def best_params(self) -> dict[str, Any]:
-        return dict(self.best["params"])
-
-    @property
-    def best_score(self) -> float:
-        return float(self.best["score"])
-
-    def metrics(self) -> dict[str, Any]:
-        """The search figures worth keeping with a registered model."""
-        best = self.best
-        counts = self.leaderboard["status"].value_counts()
-        return {
-            "metric": self.metric,
-            "supervised": self.supervised,
-            "score": _finite_or_none(best["score"]),
-            "score_std": _finite_or_none(best["score_std"]),
-            "cv": self.cv,
-            "label": self.label,
-            "engine": self.engine,
-            "trials": {str(k): int(v) for k, v in counts.items()},
-            "search_sample_rows": self.sample_size,
-            "search_seconds": round(self.elapsed_seconds, 3),
-            "budget_exhausted": self.budget_exhausted,
-        }
-
-    def register(
-        self,
-        name: str,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> ModelVersion:
-        """Register the (fitted) best detector with :func:`adp.models.register`.
-
-        The search figures (:meth:`metrics`) are stored as the version's metrics; keyword
-        arguments (``source``, ``fingerprint``, ``stage``, ``registry``) pass through.
-        """
-        from adp.models.api import register
-
-        detector = self.best_detector
-        if detector is None:
-            self.best  # noqa: B018 - raises the explanatory DataError
-            raise DataError(
-                "the search result holds no detector to register: run the search again "
-                "with refit=True"
-            )
-        return register(detector, name, metadata, metrics=self.metrics(), **kwargs)
-
-
-def _finite_or_none(value: Any) -> float | None:
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def leaderboard_frame(outcomes: Sequence[TrialOutcome]) -> pd.DataFrame:
-    """Outcomes as the leaderboard: ``ok`` rows by score (best first), then the others."""
-    rows = [{column: getattr(o, column) for column in LEADERBOARD_COLUMNS} for o in outcomes]
-    frame = pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
-    frame["score"] = frame["score"].astype(np.float64)
-    frame["_order"] = frame["status"].map(_STATUS_ORDER).fillna(9)
-    frame["_neg"] = -frame["score"]
-    frame = frame.sort_values(["_order", "_neg", "trial"], na_position="last", kind="stable")
-    return frame.drop(columns=["_order", "_neg"]).reset_index(drop=True)
-
-
-def _resolve_metric(metric: str | None, label: str | None) -> tuple[str, bool]:
+def _resolve_metric(metric: str | None, label: str | None, space: Any = None) -> tuple[str, bool]:
     if label is not None:
         chosen = metric or "roc_auc"
         if chosen not in SUPERVISED_METRICS:
@@ -184,11 +43,13 @@ def _resolve_metric(metric: str | None, label: str | None) -> tuple[str, bool]:
             )
         return chosen, True
     if metric is None or metric == "roc_auc":  # the signature's default
-        return DEFAULT_CRITERION, False
+        return (SELECTOR if space is None else DEFAULT_CRITERION), False
+    if metric == SELECTOR:
+        return SELECTOR, False
     if metric in SUPERVISED_METRICS:
         raise ConfigError(
             f"metric {metric!r} needs labels: name the label column with label=, or use an "
-            f"unsupervised criterion: {sorted(CRITERIA)}"
+            f"unsupervised criterion: {sorted([*CRITERIA, SELECTOR])}"
         )
     criterion(metric)  # raises for unknown names
     return metric, False
@@ -259,8 +120,11 @@ def search(
         on held-out folds; omitted, by an unsupervised criterion.
     metric : str
         With a label: ``"roc_auc"`` (default), ``"average_precision"`` or ``"f1"`` (flags
-        at the contamination threshold of the training fold). Without: ``"model_centrality"``
-        (also what the default ``"roc_auc"`` means without labels) or ``"top_consensus"``.
+        at the contamination threshold of the training fold). Without: ``"selector"``
+        (what the default ``"roc_auc"`` means without labels and without ``space``: the
+        learned selector of :mod:`adp.tuning.selector`; ``space`` may then only name
+        detectors), ``"model_centrality"`` (the default without labels when ``space`` is
+        given) or ``"top_consensus"``.
     max_trials : int
         Candidates to evaluate at most, shared evenly among the detectors.
     time_budget : float, optional
@@ -312,7 +176,7 @@ def search(
     >>> result.leaderboard.head()  # doctest: +SKIP
     >>> result.register("fraud-detector")  # doctest: +SKIP
     """
-    chosen_metric, supervised = _resolve_metric(metric, label)
+    chosen_metric, supervised = _resolve_metric(metric, label, space)
     if label is not None and label not in ddf.columns:
         raise DataError(
             f"label column {label!r} is not in the data; its columns are {list(ddf.columns)}"
@@ -334,6 +198,20 @@ def search(
 
     columns = resolve_features(ddf, features, exclude=[*exclude, *([label] if label else [])])
     trial_frame, _ = apply_missing_policy(ddf, columns, missing)
+    if chosen_metric == SELECTOR:
+        return selector_result(
+            ddf,
+            trial_frame,
+            columns,
+            space=space,
+            sample_rows=sample_rows,
+            random_state=random_state,
+            contamination=contamination,
+            missing=missing,
+            refit=refit,
+            client=client,
+            started=started,
+        )
     candidates = draw_candidates(space, strategy, max_trials, random_state)
     cv_seed = int(np.random.SeedSequence(random_state).generate_state(1)[0] % (2**31 - 1))
 

@@ -25,7 +25,7 @@ ranking of the rows agrees with the others is more likely to be good.
     whole-ranking correlation is dominated by the ordering of the many normal rows; scores
     rather than ranks are averaged so that one dissenting candidate cannot pull rows that
     all the others put far out back into the bulk. This pseudo-ground-truth variant is
-    ADP's; it is evaluated beside MC by ``adp bench selection``, not taken from the paper.
+    ADP's; it is evaluated beside MC by ``adp bench criteria``, not taken from the paper.
 
 Caveats, from the same paper and from :func:`adp.bench.model_search.selection_table`: the
 criteria reward agreement, not accuracy. A space crowded with one family (say twenty
@@ -33,7 +33,8 @@ isolation forests) pulls the centre toward it, and on data where most candidates
 same way, the consensus is confidently wrong. The paper reports that consensus-based
 strategies do not outperform an isolation forest with default hyperparameters, while
 costing a fit of every candidate; measure on labelled data like yours (``adp bench
-selection``) before trusting a pick. With fewer than three successful candidates the
+criteria``) before trusting a pick; the learned selector (:mod:`adp.tuning.selector`) uses
+Model Centrality only as a check on its own pick. With fewer than three successful candidates the
 criteria cannot discriminate and every candidate scores the same.
 """
 
@@ -141,8 +142,9 @@ def criterion(name: str) -> CriterionFunction:
         return CRITERIA[name]
     except KeyError:
         raise ConfigError(
-            f"unknown unsupervised criterion {name!r}; use one of {sorted(CRITERIA)} "
-            "(or give label= for roc_auc, average_precision or f1)"
+            f"unknown unsupervised criterion {name!r}; use one of {sorted(CRITERIA)}, "
+            "'selector' (the learned selector), or give label= for roc_auc, "
+            "average_precision or f1"
         ) from None
 
 
