@@ -80,9 +80,10 @@ def compute_with_progress(
                 if stop_check is not None:
                     stop_check()
                 try:
-                    done, pending = wait(
-                        pending, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED"
-                    )
+                    with client.as_current():  # distributed.wait uses the default client
+                        done, pending = wait(
+                            pending, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED"
+                        )
                 except TimeoutError:
                     continue
                 for future in done:

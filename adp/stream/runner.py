@@ -341,7 +341,8 @@ class StreamRunner:
     def _wait_for_head(self) -> None:
         from distributed import wait
 
-        with contextlib.suppress(TimeoutError):
+        # distributed.wait uses the default client: this runner's may not be it
+        with contextlib.suppress(TimeoutError), self.client.as_current():
             wait([self._inflight[0].future], timeout=self.max_wait_ms / 1000.0)
 
     def _submit(self, messages: list[Message], detector: Any) -> None:

@@ -91,7 +91,8 @@ def place_sample(
         parts, features, label, dask_key_name=f"adp-search-sample-{uuid.uuid4().hex}"
     )
     future = client.compute(data)
-    wait(future)
+    with client.as_current():  # distributed.wait uses the default client
+        wait(future)
     if future.status == "error":
         raise future.exception()
     client.replicate([future])
@@ -158,7 +159,8 @@ def run_futures(
     if submitted:
         timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         try:
-            wait(list(submitted.values()), timeout=timeout)
+            with client.as_current():  # distributed.wait uses the default client
+                wait(list(submitted.values()), timeout=timeout)
         except TimeoutError:
             exhausted = True
     unfinished = [f for f in submitted.values() if not f.done()]

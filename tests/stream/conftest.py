@@ -60,7 +60,8 @@ def stream_client() -> Iterator[Client]:
             host="127.0.0.1",
             dashboard_address="127.0.0.1:0",
         ) as cluster,
-        Client(cluster) as client,
+        # not the default client: later tests in this process must not score on it
+        Client(cluster, set_as_default=False) as client,
     ):
         install(client, audit=False)
         yield client
