@@ -108,3 +108,24 @@ def one_line(text: str, limit: int = 400) -> str:
     """``text`` on one line (whitespace runs collapsed), cut to ``limit`` characters."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def describe_validation_errors(exc: Any, limit: int = 5) -> str:
+    """A pydantic ``ValidationError``'s failed fields, ``path: message`` joined by ``;``,
+    at most ``limit`` of them (unknown keys read "unknown field"; a boolean or string given
+    for a number is shown)."""
+    parts = []
+    errors = exc.errors()
+    for error in errors[:limit]:
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif error["type"] in ("int_type", "float_type", "bool_type") and isinstance(
+            error.get("input"), bool | str
+        ):
+            message = f"{message}, got {error['input']!r}"
+        parts.append(f"{where}: {one_line(message.removeprefix('Value error, '), 160)}")
+    if len(errors) > limit:
+        parts.append(f"... and {len(errors) - limit} more")
+    return "; ".join(parts)

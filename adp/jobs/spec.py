@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from adp.context.section import ContextSpec
-from adp.errors import SpecError, bounded, one_line
+from adp.errors import SpecError, bounded, describe_validation_errors, one_line
 from adp.redact import redact_url
 
 #: An integer field: booleans, floats and strings are refused.
@@ -392,7 +392,7 @@ class JobSpec(_Spec):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise SpecError(f"{origin} is invalid: {_describe(exc)}") from None
+            raise SpecError(f"{origin} is invalid: {describe_validation_errors(exc)}") from None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> JobSpec:
@@ -422,22 +422,3 @@ class JobSpec(_Spec):
         """The spec as a JSON-serialisable mapping that :meth:`from_dict` reads back
         (only the fields that were given; paths as resolved)."""
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
-
-
-def _describe(exc: ValidationError, limit: int = 5) -> str:
-    """The failed fields, ``path: message`` joined by ``;``, at most ``limit`` of them."""
-    parts = []
-    errors = exc.errors()
-    for error in errors[:limit]:
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown field"
-        elif error["type"] in ("int_type", "float_type", "bool_type") and isinstance(
-            error.get("input"), bool | str
-        ):
-            message = f"{message}, got {error['input']!r}"
-        parts.append(f"{where}: {one_line(message.removeprefix('Value error, '), 160)}")
-    if len(errors) > limit:
-        parts.append(f"... and {len(errors) - limit} more")
-    return "; ".join(parts)

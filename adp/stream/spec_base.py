@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AllowInfNan, BaseModel, ConfigDict, Strict, ValidationError
 
-from adp.errors import bounded, one_line
+from adp.errors import bounded, describe_validation_errors
 
 __all__ = ["Int", "Number", "SpecModel", "absolute_location", "describe_errors", "unique_names"]
 
@@ -66,19 +66,6 @@ class SpecModel(BaseModel):
 
 
 def describe_errors(exc: ValidationError, limit: int = 5) -> str:
-    """The failed fields, ``path: message`` joined by ``;``, at most ``limit`` of them."""
-    parts = []
-    errors = exc.errors()
-    for error in errors[:limit]:
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown field"
-        elif error["type"] in ("int_type", "float_type", "bool_type") and isinstance(
-            error.get("input"), bool | str
-        ):
-            message = f"{message}, got {error['input']!r}"
-        parts.append(f"{where}: {one_line(message.removeprefix('Value error, '), 160)}")
-    if len(errors) > limit:
-        parts.append(f"... and {len(errors) - limit} more")
-    return "; ".join(parts)
+    """The failed fields, ``path: message`` joined by ``;``, at most ``limit`` of them
+    (:func:`adp.errors.describe_validation_errors`)."""
+    return describe_validation_errors(exc, limit)
