@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Self
 
@@ -75,7 +76,7 @@ def _learn_task(
     return scorer, threshold, anomalies, int((y == 0).sum()), 0 if U is None else len(U), seconds
 
 
-class LearnedDetector(BaseDetector):
+class LearnedDetector(BaseDetector, ABC):
     """What the detectors learned from labels share (not instantiated itself).
 
     Parameters
@@ -94,8 +95,9 @@ class LearnedDetector(BaseDetector):
     base: BaseDetector
     random_state: int | None
 
+    @abstractmethod
     def _own_params(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The subclass's own parameters, by name (everything but ``base``)."""
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The parameters as given (``base`` is the fitted parent itself)."""
@@ -140,9 +142,9 @@ class LearnedDetector(BaseDetector):
     def _validate_own(self) -> None:
         """Check the subclass's own parameters."""
 
+    @abstractmethod
     def _learner(self) -> Any:
         """``learner(parent_scorer, X, y, U) -> (scorer, threshold or None)``."""
-        raise NotImplementedError
 
     def _unlabelled_rows(self) -> int:
         """Unlabelled rows to draw by default (0: the method uses none)."""
