@@ -14,7 +14,6 @@ remote scheduler do not resolve them in their own directory.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,6 +32,7 @@ from pydantic import (
 
 from adp.context.section import ContextSpec
 from adp.errors import SpecError, bounded, describe_validation_errors, one_line
+from adp.io.locations import resolve_location
 from adp.redact import redact_url
 
 #: An integer field: booleans, floats and strings are refused.
@@ -41,46 +41,6 @@ Int = Annotated[int, Strict()]
 Number = Annotated[float, Strict(), AllowInfNan(False)]
 #: A yes/no field: only true or false.
 Flag = Annotated[bool, Strict()]
-
-
-def resolve_location(uri: str) -> str:
-    """``uri`` with a relative local path made absolute against the current directory.
-
-    Local paths (``~`` expanded), ``file://`` URLs and the file of a ``sqlite:///`` URL are
-    resolved; remote URLs (``s3://``), server database URLs and absolute paths come back
-    unchanged. Symbolic links are kept (the path is made absolute, not resolved).
-    """
-    from adp.db import is_sql_url
-    from adp.paths import is_local
-
-    if not isinstance(uri, str) or not uri:
-        return uri
-    if is_sql_url(uri):
-        return _resolve_sqlite(uri)
-    if not is_local(uri):
-        return uri
-    prefix = "file://" if uri.startswith("file://") else ""
-    path = uri[len(prefix) :]
-    resolved = os.path.abspath(os.path.expanduser(path))
-    if path.endswith("/") and not resolved.endswith("/"):
-        resolved += "/"
-    return prefix + resolved
-
-
-def _resolve_sqlite(uri: str) -> str:
-    import sqlalchemy as sa
-
-    try:
-        url = sa.make_url(uri)
-    except (sa.exc.ArgumentError, ValueError):
-        return uri  # refused, naming it, when it is opened
-    database = url.database
-    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return uri
-    if database.startswith("file:") or os.path.isabs(database):
-        return uri
-    absolute = os.path.abspath(os.path.expanduser(database))
-    return url.set(database=absolute).render_as_string(hide_password=False)
 
 
 def _no_duplicates(names: list[str] | None, field: str) -> list[str] | None:
