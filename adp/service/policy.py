@@ -75,6 +75,7 @@ from pydantic import (
 from adp.errors import ConfigError, bounded, one_line
 from adp.jobs.spec import JobSpec, Number, SourceSpec
 from adp.redact import redact_text, redact_url
+from adp.stream.spec import BatchSourceSpec
 
 __all__ = [
     "ACTIONS",
@@ -558,7 +559,8 @@ def _tables(url: str, table: str | None, schema: str | None = None) -> list[str]
     return [f"{base}/{name}" for base in bases]
 
 
-def _source_resources(source: SourceSpec) -> list[str]:
+def _source_resources(source: SourceSpec | BatchSourceSpec) -> list[str]:
+    """A batch source (a job's, or a stream's fit or threshold source) as resources."""
     from adp.db import is_sql_url
 
     if source.format == "sql" or (source.format is None and is_sql_url(source.uri)):

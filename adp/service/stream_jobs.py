@@ -67,40 +67,26 @@ def broker_resource(broker: BrokerSpec, stream: str | None = None) -> str:
     return f"{broker.kind}://{host}{port}/{stream or broker.stream}"
 
 
-def _redis_resource(url: str, key: str) -> str:
-    """A key on a Redis server as a policy resource: ``redis://<host[:port]>/<key>``."""
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"redis://{(parts.hostname or '').lower()}{port}/{key}"
-
-
 def _window_checks(
     spec: StreamSpec, tables: Callable[..., list[str]]
 ) -> list[tuple[str, str | None]]:
-    """Where the spec's per-key windows persist is written to (see
-    :func:`adp.stream.api.run_stream`): ``stream:write`` on a Redis hash, ``data:write``
-    on a SQL table."""
-    from adp.db import is_sql_url
-
+    """Where the spec's per-key windows persist is written to
+    (:meth:`adp.stream.spec.StreamSpec.window_location`): ``stream:write`` on a Redis
+    hash (``redis://<host[:port]>/<key>``), ``data:write`` on a SQL table."""
     if spec.window is None:
         return []
-    state, source = spec.window.state, spec.source
-    default_key = f"{source.stream}:adp-windows:{source.group}"
-    if state is None:
-        if source.kind == "redis":
-            return [("stream:write", broker_resource(source, default_key))]
-        if spec.sinks.sql is None:
-            return []  # the spec refuses this combination itself
-        return [("data:write", r) for r in tables(spec.sinks.sql.url, "adp_stream_windows")]
-    if is_sql_url(state.url):
-        return [("data:write", r) for r in tables(state.url, state.table)]
-    return [("stream:write", _redis_resource(state.url, state.key or default_key))]
+    kind, url, name = spec.window_location()
+    if kind == "sql":
+        return [("data:write", r) for r in tables(url, name)]
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return [("stream:write", f"redis://{(parts.hostname or '').lower()}{port}/{name}")]
 
 
 def stream_checks(spec: StreamSpec) -> list[tuple[str, str | None]]:
     """What running ``spec`` needs the policy to grant, as ``(action, resource)`` pairs
     (see the module docstring), without duplicates."""
-    from adp.service.policy import _locations, _tables
+    from adp.service.policy import _source_resources, _tables
 
     checks: list[tuple[str, str | None]] = [("jobs:submit", None)]
     checks.append(("stream:read", broker_resource(spec.source)))
@@ -114,13 +100,8 @@ def stream_checks(spec: StreamSpec) -> list[tuple[str, str | None]]:
         checks.append(("models:use", spec.model.partition("@")[0].strip()))
     sources = [spec.fit.source if spec.fit is not None else None, spec.threshold.source]
     for source in sources:
-        if source is None:
-            continue
-        if source.format == "sql" or source.uri.startswith(("sqlite:", "postgresql", "mysql")):
-            read = _tables(source.uri, source.options.get("table"))
-        else:
-            read = _locations(source.uri, source.storage_options)
-        checks += [("data:read", r) for r in read]
+        if source is not None:
+            checks += [("data:read", r) for r in _source_resources(source)]
     return list(dict.fromkeys(checks))
 
 

@@ -116,24 +116,15 @@ def _sinks(spec: StreamSpec, broker: Any) -> list[Sink]:
 
 
 def _window_store(spec: StreamSpec) -> Any:
-    """Where the spec's windows persist: ``window.state``, else a hash beside the Redis
-    source stream, else a table in the SQL sink's database (one row set per source stream
-    and consumer group: the windows belong with the group's position)."""
-    from adp.db import is_sql_url
+    """Where the spec's windows persist (:meth:`StreamSpec.window_location`; one row set
+    per source stream and consumer group: the windows belong with the group's position)."""
     from adp.stream.window_store import RedisWindowStore, SqlWindowStore
 
-    assert spec.window is not None
-    state, source = spec.window.state, spec.source
-    redis_key = f"{source.stream}:adp-windows:{source.group}"
-    rows_of = f"{source.kind}:{source.stream}#{source.group}"
-    if state is None:
-        if source.kind == "redis":
-            return RedisWindowStore(source.url, redis_key)
-        assert spec.sinks.sql is not None  # the spec refused otherwise
-        return SqlWindowStore(spec.sinks.sql.url, "adp_stream_windows", rows_of)
-    if is_sql_url(state.url):
-        return SqlWindowStore(state.url, state.table, rows_of)
-    return RedisWindowStore(state.url, state.key or redis_key)
+    kind, url, name = spec.window_location()
+    if kind == "sql":
+        source = spec.source
+        return SqlWindowStore(url, name, f"{source.kind}:{source.stream}#{source.group}")
+    return RedisWindowStore(url, name)
 
 
 def _windows(spec: StreamSpec, model: Any, record: Any) -> Any:

@@ -342,6 +342,25 @@ class StreamSpec(SpecModel):
             )
         return self
 
+    def window_location(self) -> tuple[Literal["redis", "sql"], str, str]:
+        """Where the per-key windows persist: ``("redis", url, hash key)`` or ``("sql",
+        url, table)``: ``window.state``, else a hash beside the Redis source stream, else
+        a table in the SQL sink's database. Read by the runner that opens the store and
+        by the service's policy check, so both name the same place."""
+        from adp.db import is_sql_url
+
+        assert self.window is not None
+        state, source = self.window.state, self.source
+        default_key = f"{source.stream}:adp-windows:{source.group}"
+        if state is None:
+            if source.kind == "redis":
+                return "redis", source.url, default_key
+            assert self.sinks.sql is not None  # refused by the spec's validator otherwise
+            return "sql", self.sinks.sql.url, "adp_stream_windows"
+        if is_sql_url(state.url):
+            return "sql", state.url, state.table
+        return "redis", state.url, state.key or default_key
+
     def batch_settings(self) -> tuple[int, int, int]:
         """``(max_events, max_wait_ms, max_in_flight)``, the spec's or ``adp.stream.*``."""
         from adp.config import settings
