@@ -32,7 +32,7 @@ import click
 import numpy as np
 import pandas as pd
 
-from adp.bench.measure import timed
+from adp.bench.measure import best_of, timed
 
 __all__ = ["bench_scheduler", "predict_rows", "scheduler"]
 
@@ -136,12 +136,11 @@ def _scoring_rate(client: Any, detector: Any, rows: int) -> float:
     features = len(detector.features_)
     frame = _frame(1, rows, features)
     client.compute(detector.decision_function(frame).sum()).result()  # warm
-    best = float("inf")
-    for _ in range(3):
-        frame = _frame(1, rows, features)
-        with timed() as t:
-            client.compute(detector.decision_function(frame).sum()).result()
-        best = min(best, t.seconds)
+
+    def score_one() -> None:  # a fresh frame: fresh task keys, nothing reused
+        client.compute(detector.decision_function(_frame(1, rows, features)).sum()).result()
+
+    best, _ = best_of(score_one, 3)
     return rows / best
 
 

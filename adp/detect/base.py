@@ -298,7 +298,9 @@ class BaseDetector:
         fitted_context = None
         if context is not None:
             fitted_context = fit_context(context, ddf, chosen)
-            ddf = fitted_context.transform(ddf)
+            # only what the fit reads goes through the shuffle by entity
+            used = list(dict.fromkeys([*context.used_columns(), *chosen]))
+            ddf = fitted_context.transform(ddf[used])
             chosen = fitted_context.feature_names
         prepared, medians = apply_missing_policy(ddf[chosen], chosen, missing)
         if sample_rows is None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 from distributed import Client
 
@@ -153,8 +154,8 @@ def build_table(
         ddf, features = open_labelled(path, label)
         name = Path(path).stem
         with client.as_current():
-            rows = int(ddf.shape[0].compute())
-            anomalies = int(ddf[label].sum().compute())
+            counted = dask.compute(ddf.shape[0], ddf[label].sum())
+            rows, anomalies = int(counted[0]), int(counted[1])
         described.append(
             {
                 "name": name,
