@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from adp.db import check_identifier, engine_for, parse_url, safe_url, write_transaction
-from adp.errors import ConfigError
+from adp.errors import ConfigError, DataError
 from adp.feedback.keys import key_digest, key_text, parse_key
 from adp.models.metadata import check_model_name
 
@@ -418,8 +418,16 @@ class LabelStore:
     def counts(self, model: str | None = None) -> dict[str, int]:
         """How many rows carry each label (latest answers)."""
         found = {label: 0 for label in LABELS}
-        for lab in self.labels(model):
-            found[lab.label] += 1
+        t = self.table
+        query = (
+            self._query(model, False)
+            .with_only_columns(t.c.label, sa.func.count())
+            .group_by(t.c.label)
+            .order_by(None)
+        )
+        with self.engine.connect() as conn:
+            for label, count in conn.execute(query):
+                found[label] = int(count)
         return found
 
 
@@ -443,7 +451,10 @@ def _key(key: str | Mapping[str, Any], columns: Sequence[str] | None) -> str:
     if isinstance(key, str):
         return parse_key(key, columns)
     if isinstance(key, Mapping):
-        return key_text(key, columns)
+        try:
+            return key_text(key, columns)
+        except DataError as exc:  # as parse_key does for a key given as JSON text
+            raise ConfigError(f"row key {dict(key)!r}: {exc}") from None
     raise ConfigError(
         f"a row key is a mapping of key column to value or its JSON text, not {type(key).__name__}"
     )

@@ -17,7 +17,7 @@ from typing import Any
 import dask.dataframe as dd
 
 from adp.errors import DataError, SourceError, bounded
-from adp.io.outputs import committed_files, read_manifest
+from adp.io.outputs import manifest_paths, read_manifest
 
 #: The columns a job writes besides the key.
 RESULT_COLUMNS = ("score", "is_anomaly", "top_features")
@@ -115,8 +115,13 @@ def open_output(uri: str, storage_options: dict[str, Any] | None = None) -> Scor
     adp.errors.DataError
         When its files have no ``score`` or no key column.
     """
-    files = committed_files(uri, storage_options)
-    manifest = read_manifest(uri, storage_options) or {}
+    read = read_manifest(uri, storage_options)  # read once: files and features agree
+    files = (
+        None
+        if read is None or "files" not in read
+        else [f"{uri.rstrip('/')}/{p}" for p in manifest_paths(read)]
+    )
+    manifest = read or {}
     if files is None:
         raise SourceError(
             f"{uri!r} is not a scored output: it has no _adp_manifest.json; give the output "
