@@ -82,7 +82,9 @@ def run_and_report(
     spec = with_io_timeouts(spec)
     if target is not None:
         try:
-            result.report_path = str(write_report(result, target, spec.report, output=spec.output))
+            result.report_path = str(
+                write_report(result, target, spec.report, output=spec.output, source=spec.source)
+            )
         except Exception as exc:
             if debug_enabled():
                 traceback.print_exception(exc)

@@ -8,22 +8,20 @@ computed on the workers from the committed output; only small results reach the 
 from __future__ import annotations
 
 import html
-import io
 from pathlib import Path
 from typing import Any
 
 import dask
 import dask.dataframe as dd
-import matplotlib
 import numpy as np
 import pandas as pd
 
+from adp.jobs import report_baseline
+from adp.jobs.figures import plt
+from adp.jobs.figures import svg as _svg
 from adp.jobs.runner import JobResult
-from adp.jobs.spec import OutputSpec, ReportSpec
+from adp.jobs.spec import OutputSpec, ReportSpec, SourceSpec
 from adp.redact import redact_url
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 _BINS = 80
 
@@ -31,14 +29,6 @@ _BINS = 80
 def _histogram(part: pd.DataFrame, lo: float, hi: float) -> np.ndarray:
     counts, _ = np.histogram(part["score"].to_numpy(), bins=_BINS, range=(lo, hi))
     return counts
-
-
-def _svg(fig: Any) -> str:
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight")
-    plt.close(fig)
-    text = buffer.getvalue()
-    return text[text.index("<svg") :]
 
 
 def _histogram_figure(scored: dd.DataFrame, threshold: float) -> str:
@@ -159,6 +149,7 @@ def write_report(
     spec: ReportSpec | None = None,
     *,
     output: OutputSpec | None = None,
+    source: SourceSpec | None = None,
 ) -> Path:
     """Render the HTML report of a finished job from its committed output.
 
@@ -173,6 +164,10 @@ def write_report(
     output : OutputSpec, optional
         The job's output section: a database table is read from the database, and a
         folder with the section's ``storage_options``.
+    source : SourceSpec, optional
+        The job's source section. With it, and a detector fitted with a context whose
+        ``by`` and ``time`` are the report's ``group`` and ``time``, each top entity's
+        readings are drawn over its seasonal baseline (read again for those entities only).
 
     Returns
     -------
@@ -202,6 +197,14 @@ def write_report(
                 f"<h2>The {len(groups)} {html.escape(spec.group)} series with most anomalies</h2>"
                 + _series_figure(scored, spec.time, spec.group, groups, result.threshold)
             )
+            if source is not None and report_baseline.applies(
+                result.context, spec.group, spec.time
+            ):
+                rows = report_baseline.entity_rows(source, result.context, groups, scored)
+                sections.append(
+                    "<h2>Why they were flagged: readings against their seasonal baseline</h2>"
+                    + report_baseline.baseline_figure(rows, result.context, groups)
+                )
     top = scored.nlargest(spec.top, "score").compute()
     if top.index.name is not None:
         top = top.reset_index()

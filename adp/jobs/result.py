@@ -32,6 +32,9 @@ class JobResult:
     report_path: str | None = None
     #: Partitions whose staged scores a resumed attempt reused (verified, not recomputed).
     reused_partitions: int = 0
+    #: The detector's fitted context (``None`` without one): the report draws each top
+    #: entity's seasonal baseline from it. Kept in memory only, never in :meth:`to_dict`.
+    context: Any = field(default=None, repr=False, compare=False)
 
     @property
     def anomaly_share(self) -> float:

@@ -492,4 +492,5 @@ def _execute(
         evaluation=evaluation,
         profile=data_profile,
         reused_partitions=sink.reused_partitions,
+        context=getattr(detector, "context_", None),
     )

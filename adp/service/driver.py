@@ -301,7 +301,9 @@ class JobDriver:
 
         spec = with_io_timeouts(spec)
         try:
-            written = write_report(result, path, spec.report, output=spec.output)
+            written = write_report(
+                result, path, spec.report, output=spec.output, source=spec.source
+            )
         except Exception as exc:
             reason = one_line(str(job_error(exc, spec)), 300)
             self.store.log(record.id, f"warning: the report could not be written: {reason}")

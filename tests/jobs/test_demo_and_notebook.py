@@ -71,6 +71,9 @@ def test_adp_demo_prints_summary_and_writes_report(client, tmp_path) -> None:
     page = (tmp_path / "out" / "report.html").read_text()
     assert page.count("<svg") >= 2  # histogram and series
     assert "threshold" in page and "Top 25 anomalies" in page
+    # context is on by default: each top sensor is drawn over its seasonal baseline
+    assert "against their seasonal baseline" in page
+    assert page.count("<svg") >= 3
 
 
 def test_connect_to_an_address_rejects_local_options(client) -> None:
