@@ -254,3 +254,27 @@ def test_streaming(run_notebook) -> None:
     stream = re.search(r"in the Redis stream (\S+)", run.text).group(1)  # type: ignore[union-attr]
     assert not redis.Redis.from_url(url).exists(stream), "the notebook cleans up its stream"
     plots_drawn(run)
+
+
+def _share(pattern: str, text: str) -> float:
+    found = re.search(pattern, text)
+    assert found, f"{pattern!r} not in the notebook's output:\n{text[-3000:]}"
+    return float(found.group(1))
+
+
+@pytest.mark.slow
+def test_fleet(run_notebook) -> None:
+    run = run_notebook("fleet")
+    assert number(r"fleet: ([\d,]+) rows of 10 sensors", run.text) == 10 * 3 * PER_DAY
+    off = [_share(r"context off: precision (\d\.\d+)", run.text)]
+    on = [_share(r"context on: precision (\d\.\d+)", run.text)]
+    off_recall = _share(r"context off: precision \d\.\d+, recall (\d\.\d+)", run.text)
+    on_recall = _share(r"context on: precision \d\.\d+, recall (\d\.\d+)", run.text)
+    # at the same flag rate, the context run finds more of the injected anomalies, and
+    # more of what it flags is injected
+    assert on[0] > off[0] and on_recall > off_recall, (on, off, on_recall, off_recall)
+    # the daily peak no longer draws flags: fewer of its clean rows are flagged
+    peak_off = _share(r"context off \(iforest\): flags ([\d.]+)% of clean peak rows", run.text)
+    peak_on = _share(r"context on \(mcd\): flags ([\d.]+)% of clean peak rows", run.text)
+    assert peak_on < peak_off / 2, (peak_on, peak_off)
+    plots_drawn(run)
