@@ -28,6 +28,7 @@ from adp.detect.threshold import from_spec
 from adp.errors import SpecError, bounded
 from adp.io.read import read
 from adp.redact import redact_url
+from adp.stream.context_features import check_streamable, stream_inputs
 from adp.stream.spec import BatchSourceSpec, StreamSpec
 from adp.stream.thresholds import (
     FixedThreshold,
@@ -163,8 +164,9 @@ def _fitted(spec: StreamSpec) -> BaseDetector:
     )
 
 
-def _check_features(spec: StreamSpec, detector: BaseDetector) -> None:
-    fitted = list(detector.features_)
+def _check_features(spec: StreamSpec, detector: BaseDetector, ref: str) -> None:
+    check_streamable(detector, ref, windows=spec.window is not None)
+    fitted = stream_inputs(detector)[0]  # a context model reads its value columns
     if spec.features is not None and set(spec.features) != set(fitted):
         raise SpecError(
             f"features: {bounded(spec.features)} are not the model's features "
@@ -196,7 +198,7 @@ def resolve_model(spec: StreamSpec) -> StreamModel:
     else:
         detector = _fitted(spec)
         ref = f"fit:{detector.name}"
-    _check_features(spec, detector)
+    _check_features(spec, detector, ref)
     model = StreamModel(detector, ref, str(detector.model_id_), threshold=stored)
     source = spec.threshold.source or (spec.fit.source if spec.fit else None)
     if source is None:

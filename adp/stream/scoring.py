@@ -29,6 +29,7 @@ import pandas as pd
 # scores identical to a batch job's, whatever they come to do.
 from adp.detect.detection import _score_partition
 from adp.io.validate import _drop_partition, _fail_partition, _impute_partition
+from adp.stream.context_features import add_context, stream_inputs
 from adp.stream.decode import Rows, decode_rows
 
 __all__ = ["Payloads", "Scored", "decode_and_score", "score_batch", "score_rows", "warm_up"]
@@ -144,9 +145,14 @@ def decode_and_score(payloads: Payloads, detector: Any, key: Sequence[str] = ())
     Scored
     """
     impute = getattr(detector, "missing_", "fail") == "impute_median"
-    features = list(detector.features_)
-    rows = decode_rows(payloads.data, features, key, impute=impute)
-    return Scored(score_batch(rows.frame(features, key), detector, key), rows.dead)
+    numeric, other = stream_inputs(detector)
+    carried = list(dict.fromkeys([*key, *other]))
+    rows = decode_rows(payloads.data, numeric, carried, impute=impute)
+    frame = rows.frame(numeric, carried)
+    if not other:
+        return Scored(score_batch(frame, detector, key), rows.dead)
+    frame, dead = add_context(frame, detector)  # the model's context features, per event
+    return Scored(score_batch(frame, detector, key), sorted(rows.dead + dead))
 
 
 def score_rows(rows: Rows, detector: Any, key: Sequence[str] = ()) -> Scored:
