@@ -35,3 +35,10 @@ def test_bench_scoring_reports_every_figure_the_issue_names(tmp_path) -> None:
     assert report["score_speedup_vs_pyod"] == round(
         report["pyod"]["score_seconds"] / report["adp_2_workers"]["score_seconds"], 3
     )
+    limit = report["limit"]
+    assert all(limit[k] > 0 for k in ("read_seconds", "score_seconds", "fit_seconds"))
+    for w in (1, 2):
+        expected = (limit["read_seconds"] + limit["score_seconds"]) / w + limit["fit_seconds"]
+        assert limit[f"{w}_workers"] == pytest.approx(expected)
+        run = report[f"adp_{w}_workers"]
+        assert run["vs_limit"] == round(run["seconds"] / expected, 3)
