@@ -30,9 +30,21 @@ import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+from dask.delayed import Delayed
 
-from adp.context.profile import Profile, choose_bins, combine, fit_partition, phases, step_counts
+from adp.context.encodings import ColumnPlan, Encodings, fit_encodings, plan_columns
+from adp.context.profile import (
+    Profile,
+    as_nanoseconds,
+    choose_bins,
+    combine,
+    fit_partition,
+    phases,
+    step_counts,
+)
+from adp.context.sampling import sample_rows as draw_sample
 from adp.context.spec import Context
+from adp.context.stl import fit_stl_partition, require_stl
 from adp.context.windows import group_starts, rolling
 from adp.errors import DataError, bounded
 
@@ -86,6 +98,8 @@ def check_columns(ddf: dd.DataFrame, context: Context, columns: Sequence[str]) -
                 f"context.{field}: column {name!r} is not in the data; its columns are "
                 f"{bounded(have)}"
             )
+    if context.time is None:
+        return
     dtype = ddf.dtypes[context.time]
     is_time = pd.api.types.is_datetime64_any_dtype(dtype)
     if context.season is not None and not is_time:
@@ -117,23 +131,53 @@ class FittedContext:
         Phases per period (1 without a season).
     width : int
         Nanoseconds per phase (0 without a season).
-    profile : Profile
-        Per-entity baselines (plus a last row for entities unseen at fit time).
+    profile : Profile or None
+        Per-entity baselines (plus a last row for entities unseen at fit time); ``None``
+        when nothing is :attr:`temporal`.
     token : str
         A random id of this fit (names its key in dask graphs).
+    encodings : Encodings or None
+        The fitted categorical and text encoders (:mod:`adp.context.encodings`).
     """
 
     context: Context
     columns: tuple[str, ...]
     bins: int
     width: int
-    profile: Profile
+    profile: Profile | None
     token: str
+    encodings: Encodings | None = None
 
     @property
     def feature_names(self) -> list[str]:
-        """The features :meth:`transform` adds, in order."""
-        return self.context.feature_names(list(self.columns))
+        """The features :meth:`transform` adds, in order: the numeric columns' (their
+        context features, or themselves without ``time``), then the encodings'."""
+        names = self.context.feature_names(list(self.columns))
+        return names + (self.encodings.feature_names if self.encodings is not None else [])
+
+    @property
+    def temporal(self) -> bool:
+        """Whether features depend on an entity's earlier rows (baselines and windows: the
+        frame is shuffled by entity), rather than on each row alone."""
+        return self.context.time is not None and bool(self.columns)
+
+    @property
+    def input_columns(self) -> list[str]:
+        """The columns :meth:`transform` reads: ``by``, ``time``, numeric and encoded."""
+        encoded = self.encodings.columns if self.encodings is not None else []
+        used = self.context.used_columns() if self.temporal else []
+        return list(dict.fromkeys([*used, *self.columns, *encoded]))
+
+    def encode(self, part: pd.DataFrame) -> pd.DataFrame:
+        """``part`` with the encoded features added, row by row (every column kept).
+
+        Without :attr:`temporal` features this is the whole transform of a partition, of
+        any rows in any order: a stream can call it on a micro-batch.
+        """
+        if self.encodings is None:
+            return part
+        new = self.encodings.transform(part)
+        return pd.concat([part, pd.DataFrame(new, index=part.index)], axis=1)
 
     def __dask_tokenize__(self) -> str:
         return self.token
@@ -141,6 +185,7 @@ class FittedContext:
     # -- one partition --------------------------------------------------------------------
 
     def _phase(self, part: pd.DataFrame) -> np.ndarray:
+        assert self.context.time is not None  # only temporal contexts have phases
         if self.bins <= 1:
             return np.zeros(len(part), dtype=np.int64)
         return phases(part[self.context.time], self.context.time, self.width, self.bins)
@@ -149,6 +194,8 @@ class FittedContext:
         """The baseline (median) and robust scale of each row of ``part``, ``(n, columns)``
         each: its entity's median at its phase and its entity's residual scale (per phase
         with ``normalise="robust_phase"``); the pooled ones for unseen entities."""
+        if self.profile is None:
+            raise DataError("context: this fitted context has no baselines (no time column)")
         entities = _entity_values(part, self.context.by)
         known = pd.Index(self.profile.entities)
         codes = np.asarray(known.get_indexer(entities)) if len(known) else np.full(len(part), -1)
@@ -163,6 +210,8 @@ class FittedContext:
     def transform_partition(self, part: pd.DataFrame) -> pd.DataFrame:
         """Features of one partition holding whole entities: sorted by entity and time,
         every input column kept, the :attr:`feature_names` columns added (float64)."""
+        if not self.temporal:
+            return self.encode(part)
         ctx = self.context
         part = sort_rows(part, ctx, self.columns)
         X = part[list(self.columns)].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -181,13 +230,17 @@ class FittedContext:
                         f"{column}.diff" if stat == "diff" else f"{column}.roll_{stat}_{ctx.window}"
                     )
                     new[name] = rolling(base[:, j], starts, ctx.window, stat)
+        if self.encodings is not None:
+            new.update(self.encodings.transform(part))
         return pd.concat([part, pd.DataFrame(new, index=part.index)], axis=1)
 
     # -- a dask frame ---------------------------------------------------------------------
 
     def transform(self, ddf: dd.DataFrame) -> dd.DataFrame:
         """``ddf`` with the context features added, lazily: shuffled by entity (see the
-        module docstring), one task per output partition, every input column kept.
+        module docstring), one task per output partition, every input column kept. With
+        only row-wise features (encodings, no :attr:`temporal` ones) the partitions and
+        their rows stay as they are.
 
         Raises
         ------
@@ -196,11 +249,12 @@ class FittedContext:
             entity values or times (when computed).
         """
         check_columns(ddf, self.context, self.columns)
-        missing = [c for c in self.columns if c not in ddf.columns]
+        inputs = [*self.columns, *(self.encodings.columns if self.encodings else [])]
+        missing = [c for c in inputs if c not in ddf.columns]
         if missing:
             raise DataError(
                 f"context: value columns {bounded(missing)} are not in the data; the context "
-                f"was fitted on {bounded(list(self.columns))}"
+                f"was fitted on {bounded(inputs)}"
             )
         meta = ddf._meta.copy()
         for name in self.feature_names:
@@ -210,7 +264,8 @@ class FittedContext:
                 raise DataError(f"context: the data already has a column named {name!r}")
             meta[name] = np.empty(0, dtype=np.float64)
         ref = dask.delayed(self, name=f"adp-context-{self.token}")
-        return by_entity(ddf, self.context).map_partitions(
+        frame = by_entity(ddf, self.context) if self.temporal else ddf
+        return frame.map_partitions(
             _transform, ref, meta=meta, enforce_metadata=False, align_dataframes=False
         )
 
@@ -229,6 +284,7 @@ def _prepared(part: pd.DataFrame, context: Context, columns: list[str]) -> tuple
 
 
 def _steps(part: pd.DataFrame, context: Context, columns: list[str]) -> pd.Series:
+    assert context.time is not None  # only temporal contexts fit baselines
     part, codes, _, _ = _prepared(part, context, columns)
     return step_counts(part[context.time], codes, context.time)
 
@@ -238,8 +294,13 @@ def _choose(counts: list[pd.Series], period: int) -> int:
 
 
 def _fit_part(part: pd.DataFrame, context: Context, columns: list[str], bins: int) -> Profile:
+    assert context.time is not None  # only temporal contexts fit baselines
     part, codes, uniques, X = _prepared(part, context, columns)
     width = _width(context, bins)
+    if context.season_method == "stl":
+        time = str(context.time)  # a season needs a time column (checked by Context)
+        slots = as_nanoseconds(part[time], time) // width
+        return fit_stl_partition(X, codes, uniques, slots, bins, columns)
     phase = phases(part[context.time], context.time, width, bins) if bins > 1 else codes * 0
     return fit_partition(X, codes, uniques, phase, bins)
 
@@ -249,8 +310,14 @@ def _width(context: Context, bins: int) -> int:
     return 0 if period is None else max(1, int(period.value // bins))
 
 
-def fit_context(context: Context, ddf: dd.DataFrame, columns: Sequence[str]) -> FittedContext:
-    """Fit the baselines of ``context`` on all rows of ``ddf``, on the cluster.
+def fit_context(
+    context: Context,
+    ddf: dd.DataFrame,
+    columns: Sequence[str],
+    sample_rows: int | None = None,
+) -> FittedContext:
+    """Fit the baselines of ``context`` on all rows of ``ddf``, and its encoders on a
+    sample, on the cluster (one compute).
 
     Parameters
     ----------
@@ -259,7 +326,11 @@ def fit_context(context: Context, ddf: dd.DataFrame, columns: Sequence[str]) -> 
     ddf : dask.dataframe.DataFrame
         Training rows with the ``by``, ``time`` and value columns.
     columns : sequence of str
-        The numeric value columns.
+        The value columns: numeric ones, and those the context encodes
+        (:func:`adp.context.encodings.plan_columns` splits them).
+    sample_rows : int, optional
+        The encoders' fit sample (:mod:`adp.context.sampling`); default
+        ``adp.fit.sample-rows``.
 
     Returns
     -------
@@ -268,10 +339,27 @@ def fit_context(context: Context, ddf: dd.DataFrame, columns: Sequence[str]) -> 
     Raises
     ------
     adp.errors.DataError
-        Naming a missing or mistyped column, or when there are no rows.
+        Naming a missing or mistyped column, or when there are no rows (with
+        ``season_method="stl"``: naming an entity too short or too sparse for STL).
+    adp.errors.ConfigError
+        With ``season_method="stl"`` when statsmodels is not installed.
     """
-    columns = list(columns)
-    check_columns(ddf, context, columns)
+    plan = plan_columns(context, ddf.dtypes, list(columns))
+    columns = list(plan.numeric)
+    check_columns(ddf, context, [*columns, *plan.encoded])
+    encodings = _encoders(context, ddf, plan, sample_rows)
+    if context.time is None or not columns:
+        return FittedContext(
+            context=context,
+            columns=tuple(columns),
+            bins=1,
+            width=0,
+            profile=None,
+            token=uuid.uuid4().hex,
+            encodings=dask.compute(encodings)[0],
+        )
+    if context.season_method == "stl":
+        require_stl()  # the install hint now, not from a worker
     frame = by_entity(ddf[[*context.used_columns(), *columns]], context)
     parts = frame.to_delayed()
     period = context.period
@@ -283,7 +371,9 @@ def fit_context(context: Context, ddf: dd.DataFrame, columns: Sequence[str]) -> 
             counts = [dask.delayed(_steps)(p, context, columns) for p in parts]
             bins = dask.delayed(_choose)(counts, int(period.value))
     profiles = [dask.delayed(_fit_part)(p, context, columns, bins) for p in parts]
-    combined, bins = dask.compute(dask.delayed(combine)(profiles, bins, len(columns)), bins)
+    combined, bins, encoded = dask.compute(
+        dask.delayed(combine)(profiles, bins, len(columns)), bins, encodings
+    )
     return FittedContext(
         context=context,
         columns=tuple(columns),
@@ -291,4 +381,19 @@ def fit_context(context: Context, ddf: dd.DataFrame, columns: Sequence[str]) -> 
         width=_width(context, int(bins)),
         profile=combined,
         token=uuid.uuid4().hex,
+        encodings=encoded,
     )
+
+
+def _encoders(
+    context: Context, ddf: dd.DataFrame, plan: ColumnPlan, sample_rows: int | None
+) -> Delayed | None:
+    """The encoders of ``plan``, lazily, fitted on a sample (``None`` without any)."""
+    if not plan.encoded:
+        return None
+    if sample_rows is None:
+        from adp.config import settings
+
+        sample_rows = settings().fit.sample_rows
+    sample = draw_sample(ddf, plan.encoded, int(sample_rows))
+    return dask.delayed(fit_encodings)(sample, plan, top=context.top, components=context.components)

@@ -4,17 +4,26 @@ fail with the field's path (``context.season.period: ...``), as in the rest of t
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from adp.context.spec import Context, parse_period
 from adp.errors import ConfigError
 
-__all__ = ["ContextSpec", "SeasonSpec", "WindowSpec"]
+__all__ = ["CategoricalSpec", "ContextSpec", "SeasonSpec", "TextSpec", "WindowSpec"]
 
 Int = Annotated[int, Strict()]
 Flag = Annotated[bool, Strict()]
+Column = Annotated[str, Field(min_length=1)]
 
 
 class _Spec(BaseModel):
@@ -36,10 +45,13 @@ class WindowSpec(_Spec):
 
 
 class SeasonSpec(_Spec):
-    """A seasonal baseline per entity (``context.season``): a duration such as ``1d``."""
+    """A seasonal baseline per entity (``context.season``): a duration such as ``1d``,
+    fitted as the robust median per phase (``method: profile``, the default) or with
+    statsmodels' robust STL (``method: stl``, for series that trend)."""
 
     period: str
     bins: Int | None = Field(None, ge=1, le=10_000)
+    method: Literal["profile", "stl"] = "profile"
 
     @field_validator("period")
     @classmethod
@@ -51,21 +63,72 @@ class SeasonSpec(_Spec):
         return value
 
 
+def _column_list(value: Any) -> Any:
+    if isinstance(value, str) and value != "auto":
+        raise ValueError(f"expected a list of columns or auto, got {value!r}")
+    if isinstance(value, list) and not all(isinstance(c, str) and c for c in value):
+        raise ValueError(f"expected a list of column names, got {value!r}")
+    return value
+
+
+class _Encoding(_Spec):
+    columns: list[Column] | Literal["auto"]
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _list_or_auto(cls, value: Any) -> Any:
+        return _column_list(value)
+
+
+class CategoricalSpec(_Encoding):
+    """Categorical columns (``context.categorical``): frequency and one-hot encodings
+    fitted on the sample. Short forms: a list of columns, or ``auto``."""
+
+    top: Int = Field(20, ge=0, le=1_000)
+
+
+class TextSpec(_Encoding):
+    """Free-text columns (``context.text``): hashed words and a truncated SVD fitted on
+    the sample. Short forms: a list of columns, or ``auto``."""
+
+    components: Int = Field(8, ge=1, le=100)
+
+
 class ContextSpec(_Spec):
     """Per-entity, time-aware features (see :mod:`adp.context`): the detector scores
     seasonal residuals and window statistics of the feature columns.
 
+    Without ``time`` it only encodes ``categorical`` and ``text`` columns.
+
     Examples
     --------
     ``context: {by: sensor_id, time: ts, window: {size: 12}, season: {period: 1d}}``
+
+    ``context: {categorical: [colour], text: {columns: [comment], components: 8}}``
     """
 
     by: str | None = Field(None, min_length=1)
-    time: str = Field(min_length=1)
     window: WindowSpec | None = None
     season: SeasonSpec | None = None
     normalise: Literal["robust", "robust_phase", "none"] = "robust"
     raw: Flag = False
+    categorical: CategoricalSpec | None = None
+    text: TextSpec | None = None
+    # after the fields it depends on: its check reads them
+    time: str | None = Field(None, min_length=1, validate_default=True)
+
+    @field_validator("categorical", "text", mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        return {"columns": _column_list(value)} if isinstance(value, list | str) else value
+
+    @field_validator("time")
+    @classmethod
+    def _time_needed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        needs = any(info.data.get(name) is not None for name in ("by", "window", "season"))
+        if value is None and needs:
+            raise ValueError("Field required with by, window or season")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> ContextSpec:
@@ -81,12 +144,8 @@ class ContextSpec(_Spec):
 
     def check_job(self, *, search: bool, registered: bool, features: list[str]) -> None:
         """Refuse what a job cannot combine with a context (raises ``ValueError``, which
-        the job spec reports under its own name)."""
-        if search:
-            raise ValueError(
-                "'context' cannot be combined with a 'search' section yet: search on "
-                "the raw features, or fit with the context in a score job"
-            )
+        the job spec reports under its own name). A ``search`` section searches on the
+        context's features (:func:`adp.search` with ``context``)."""
         if registered:
             raise ValueError(
                 "'context' cannot be combined with detector.model: a registered model "

@@ -1,5 +1,6 @@
 """What context to compute: :class:`Context`, the parameters of per-entity, time-aware
-features, checked at construction with one-line errors naming the field.
+features and of categorical and text encodings, checked at construction with one-line
+errors naming the field.
 
 The nested form of a job spec (and of ``create_detector(..., context={...})``)::
 
@@ -7,9 +8,15 @@ The nested form of a job spec (and of ``create_detector(..., context={...})``)::
       by: sensor_id            # the entity column (omit: the whole table is one series)
       time: ts                 # the time column (datetime; numeric without a season)
       window: {size: 12, stats: [mean, std, diff]}
-      season: {period: 1d}     # bins: phases per period (default: period / typical step)
+      season: {period: 1d}     # bins: phases per period (default: period / typical step);
+                               # method: profile (median/MAD per phase) | stl (statsmodels)
       normalise: robust        # robust | robust_phase | none
       raw: false               # also keep the raw columns as features
+      categorical: {columns: [colour], top: 20}   # or [colour], or auto
+      text: {columns: [comment], components: 8}   # or [comment], or auto
+
+Without ``time`` (and so without ``by``, ``window`` and ``season``) a context only encodes:
+the numeric columns are features as they are, beside the encodings.
 """
 
 from __future__ import annotations
@@ -21,6 +28,13 @@ from typing import Any
 
 import pandas as pd
 
+from adp.context.encoding_spec import (
+    DEFAULT_COMPONENTS,
+    DEFAULT_TOP,
+    check_encodings,
+    encoding_spec,
+    parse_encoding,
+)
 from adp.errors import ConfigError, bounded
 
 #: Window statistics a context can compute.
@@ -31,8 +45,10 @@ NORMALISE = ("robust", "robust_phase", "none")
 MAX_WINDOW = 2_000
 #: The most phases per period a seasonal profile accepts.
 MAX_BINS = 10_000
+#: How a seasonal baseline is fitted: ``profile`` (median and MAD per phase) or ``stl``.
+SEASON_METHODS = ("profile", "stl")
 
-_TOP_KEYS = ("by", "time", "window", "season", "normalise", "raw")
+_TOP_KEYS = ("by", "time", "window", "season", "normalise", "raw", "categorical", "text")
 
 
 def _check_name(value: object, where: str, required: bool) -> str | None:
@@ -64,7 +80,8 @@ def parse_period(value: object, where: str = "context.season.period") -> pd.Time
 
 @dataclass(frozen=True)
 class Context:
-    """Per-entity, time-aware features: seasonal residuals and trailing-window statistics.
+    """Per-entity, time-aware features (seasonal residuals and trailing-window statistics)
+    and encodings of categorical and free-text columns.
 
     A plain, immutable parameter object (nothing is learned here): a detector given one
     fits a :class:`~adp.context.fitted.FittedContext` on its training data and keeps it as
@@ -72,9 +89,11 @@ class Context:
 
     Parameters
     ----------
-    time : str
+    time : str, optional
         The time column that orders each entity's rows (datetime; numeric is accepted
-        when there is no ``season``).
+        when there is no ``season``). Needed by ``by``, ``window`` and ``season``; without
+        it the context only encodes (``categorical``, ``text``) and the numeric columns
+        are features as they are.
     by : str, optional
         The entity column (a sensor, a host, a series); ``None``: one series.
     window : int, optional
@@ -94,6 +113,28 @@ class Context:
         row's phase (for noise that follows the season); ``none`` keeps the units.
     raw : bool
         Also give the detector the raw columns.
+    season_method : {"profile", "stl"}
+        How the seasonal baseline is fitted (``season.method`` in the nested form):
+        ``profile``, the median and MAD of the values at each phase; ``stl``, a robust
+        STL decomposition of each entity's series (statsmodels, ``pip install
+        'adp[timeseries]'``) summarised into the same per-phase table (see
+        :mod:`adp.context.stl`). Scoring is the same per-row lookup either way.
+    categorical : tuple of str or "auto"
+        Columns encoded as categories: ``<column>.freq`` (the category's share of the fit
+        sample, 0 for one never seen) and ``<column>=<category>`` (0/1) for the ``top``
+        most frequent categories. A missing value is a category of its own
+        (``<column>=<missing>``). ``"auto"``: every string-like feature column (strings,
+        pandas categoricals, booleans) not named in ``text``.
+    text : tuple of str or "auto"
+        Free-text columns: hashed words projected on a truncated SVD fitted on the sample,
+        ``<column>.svd0`` ... and ``<column>.svd_residual`` (how unlike the sample's text
+        the row is). Missing text is empty text. ``"auto"``: every string-like feature
+        column not named in ``categorical``; when both are ``"auto"``, a column is text
+        when its sample values average 3 or more words and at least a fifth are distinct.
+    top : int
+        One-hot categories per categorical column (0: the frequency only).
+    components : int
+        SVD components per text column (fewer when the sample has fewer distinct texts).
 
     Examples
     --------
@@ -102,7 +143,7 @@ class Context:
 'vibration.diff']
     """
 
-    time: str
+    time: str | None = None
     by: str | None = None
     window: int | None = None
     stats: tuple[str, ...] = field(default=("mean", "std", "diff"))
@@ -110,10 +151,27 @@ class Context:
     bins: int | None = None
     normalise: str = "robust"
     raw: bool = False
+    season_method: str = "profile"
+    categorical: tuple[str, ...] | str = ()
+    text: tuple[str, ...] | str = ()
+    top: int = DEFAULT_TOP
+    components: int = DEFAULT_COMPONENTS
 
     def __post_init__(self) -> None:
-        _check_name(self.time, "context.time", required=True)
+        check_encodings(self)
+        temporal = self.by is not None or self.window is not None or self.season is not None
+        if self.time is None and not temporal and not self.encodes:
+            raise ConfigError(
+                "context.time: name the time column (for example time: ts), or give "
+                "columns to encode in context.categorical or context.text"
+            )
+        _check_name(self.time, "context.time", required=temporal)
         _check_name(self.by, "context.by", required=False)
+        if self.time is None and (self.raw or self.normalise != "robust"):
+            raise ConfigError(
+                f"context.{'raw' if self.raw else 'normalise'} applies to the baselines of "
+                "context.time: name the time column or remove it"
+            )
         if self.by is not None and self.by == self.time:
             raise ConfigError(f"context.by and context.time both name {self.by!r}")
         if self.window is not None:
@@ -156,6 +214,15 @@ class Context:
             )
         if not isinstance(self.raw, bool):
             raise ConfigError(f"context.raw: expected true or false, got {self.raw!r}")
+        if self.season_method not in SEASON_METHODS:
+            raise ConfigError(
+                f"context.season.method: {self.season_method!r} is not one of "
+                f"{', '.join(SEASON_METHODS)}"
+            )
+        if self.season_method != "profile" and self.season is None:
+            raise ConfigError(
+                f"context.season.method: {self.season_method} needs context.season.period"
+            )
 
     # -- the nested (spec) form -----------------------------------------------------------
 
@@ -179,9 +246,11 @@ class Context:
         if unknown:
             raise ConfigError(f"context: unknown fields {unknown}; valid: {', '.join(_TOP_KEYS)}")
         window, stats = _window(spec.get("window"))
-        season, bins = _season(spec.get("season"))
+        season, bins, method = _season(spec.get("season"))
+        categorical, top = parse_encoding(spec.get("categorical"), "categorical")
+        text, components = parse_encoding(spec.get("text"), "text")
         return cls(
-            time=spec.get("time"),  # type: ignore[arg-type]  # checked in __post_init__
+            time=spec.get("time"),
             by=spec.get("by"),
             window=window,
             stats=stats,
@@ -189,11 +258,16 @@ class Context:
             bins=bins,
             normalise=spec.get("normalise", "robust"),
             raw=spec.get("raw", False),
+            season_method=method,
+            categorical=categorical,
+            text=text,
+            top=top,
+            components=components,
         )
 
     def to_spec(self) -> dict[str, Any]:
         """The nested, JSON-serialisable form that :meth:`from_spec` reads back."""
-        out: dict[str, Any] = {"time": self.time}
+        out: dict[str, Any] = {} if self.time is None else {"time": self.time}
         if self.by is not None:
             out["by"] = self.by
         if self.window is not None:
@@ -202,9 +276,13 @@ class Context:
             out["season"] = {"period": self.season}
             if self.bins is not None:
                 out["season"]["bins"] = self.bins
-        out["normalise"] = self.normalise
+            if self.season_method != "profile":
+                out["season"]["method"] = self.season_method
+        if self.time is not None:
+            out["normalise"] = self.normalise
         if self.raw:
             out["raw"] = True
+        out.update(encoding_spec(self))
         return out
 
     # -- what it produces -----------------------------------------------------------------
@@ -223,9 +301,22 @@ class Context:
         """The ``by`` and ``time`` columns (never features themselves)."""
         return [c for c in (self.by, self.time) if c is not None]
 
+    @property
+    def encodes(self) -> bool:
+        """Whether the context encodes categorical or text columns."""
+        return bool(self.categorical) or bool(self.text)
+
+    def encoded_columns(self) -> list[str]:
+        """The columns named in ``categorical`` and ``text`` (not those ``auto`` finds)."""
+        return [c for group in (self.categorical, self.text) if group != "auto" for c in group]
+
     def feature_names(self, columns: list[str]) -> list[str]:
-        """The feature names produced for the value ``columns``, in order: per column, the
-        raw value (with ``raw``), the residual, then the window statistics."""
+        """The feature names produced for the numeric value ``columns``, in order: per
+        column, the raw value (with ``raw``), the residual, then the window statistics;
+        without ``time``, the columns themselves. (The encodings' names depend on the
+        fitted sample: :attr:`adp.context.fitted.FittedContext.feature_names`.)"""
+        if self.time is None:
+            return list(columns)
         names: list[str] = []
         for c in columns:
             if self.raw:
@@ -261,16 +352,16 @@ def _window(value: object) -> tuple[int | None, tuple[str, ...]]:
     return value["size"], tuple(stats)
 
 
-def _season(value: object) -> tuple[str | None, int | None]:
+def _season(value: object) -> tuple[str | None, int | None, Any]:
     if value is None:
-        return None, None
+        return None, None, "profile"
     if isinstance(value, str):
-        return value, None
+        return value, None, "profile"
     if not isinstance(value, Mapping):
         raise ConfigError(f"context.season: expected {{period: 1d}} or a period, got {value!r}")
-    unknown = sorted(set(value) - {"period", "bins"})
+    unknown = sorted(set(value) - {"period", "bins", "method"})
     if unknown:
-        raise ConfigError(f"context.season: unknown fields {unknown}; valid: period, bins")
+        raise ConfigError(f"context.season: unknown fields {unknown}; valid: period, bins, method")
     if "period" not in value:
         raise ConfigError("context.season.period: give the period (e.g. 1d or 7d)")
     period = value["period"]
@@ -278,4 +369,4 @@ def _season(value: object) -> tuple[str | None, int | None]:
         raise ConfigError(
             f"context.season.period: expected a duration such as 1d, 12h or 7d, got {period!r}"
         )
-    return period, value.get("bins")
+    return period, value.get("bins"), value.get("method", "profile")

@@ -294,10 +294,10 @@ class BaseDetector:
         context = self._context()
         if context is not None:
             exclude = [*exclude, *context.used_columns()]
-        chosen = resolve_features(ddf, features, exclude=exclude, key=key)
+        chosen = resolve_features(ddf, features, exclude=exclude, key=key, context=context)
         fitted_context = None
         if context is not None:
-            fitted_context = fit_context(context, ddf, chosen)
+            fitted_context = fit_context(context, ddf, chosen, sample_rows=sample_rows)
             # only what the fit reads goes through the shuffle by entity
             used = list(dict.fromkeys([*context.used_columns(), *chosen]))
             ddf = fitted_context.transform(ddf[used])

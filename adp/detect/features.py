@@ -8,6 +8,8 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from adp.context.encodings import is_encodable, plan_columns, unencoded_error
+from adp.context.spec import Context
 from adp.errors import DataError, bounded, bounded_mapping
 
 
@@ -20,6 +22,7 @@ def resolve_features(
     features: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
     key: Sequence[str] = (),
+    context: Context | None = None,
 ) -> list[str]:
     """Return the feature columns: the given ones, checked, or every numeric column.
 
@@ -32,20 +35,33 @@ def resolve_features(
         named in ``exclude`` or ``key``.
     exclude, key : sequence of str
         Columns that are never features (labels, identifiers).
+    context : Context, optional
+        A context that encodes categorical or text columns: the columns it names in
+        ``categorical`` / ``text`` are input columns too (added when ``features`` omits
+        them), and with ``auto`` so is every string-like (string, categorical, boolean)
+        column among the candidates. The context's fit splits them
+        (:func:`adp.context.encodings.plan_columns`).
 
     Raises
     ------
     adp.errors.DataError
-        Naming any missing or non-numeric column, or when no feature is left.
+        Naming any missing column, a non-numeric one that no encoding takes (with how to
+        encode it), one of a type neither numeric, categorical nor text, or when no
+        feature is left.
     """
     columns = list(ddf.columns)
-    missing = [c for c in [*(features or []), *key] if c not in columns]
+    encoding = context if context is not None and context.encodes else None
+    named = context.encoded_columns() if context is not None else []
+    missing = [c for c in [*(features or []), *key, *named] if c not in columns]
     if missing:
         raise DataError(
             f"columns {bounded(missing)} are not in the data; its columns are {bounded(columns)}"
         )
     if features is None:
         skip = set(exclude) | set(key)
+        if encoding is not None:
+            chosen = [c for c in columns if c not in skip or c in named]
+            return _check_plan(ddf, chosen, encoding, auto_only=True)
         chosen = [c for c in columns if c not in skip and _is_feature_dtype(ddf.dtypes[c])]
         if not chosen:
             raise DataError(
@@ -53,16 +69,41 @@ def resolve_features(
                 f"(excluded: {bounded(sorted(skip))}); name them with features=[...]"
             )
         return chosen
+    if not features and not named:
+        raise DataError("features=[] names no columns")
+    chosen = list(dict.fromkeys([*features, *named]))
+    if encoding is not None:
+        return _check_plan(ddf, chosen, encoding, auto_only=False)
     bad = [c for c in features if not _is_feature_dtype(ddf.dtypes[c])]
     if bad:
-        types = [str(ddf.dtypes[c]) for c in bad]
+        types = [ddf.dtypes[c] for c in bad]
+        if all(is_encodable(t) for t in types):
+            raise unencoded_error(bad, types)
         raise DataError(
             f"feature columns must be numeric; these are not: {bounded(bad)} "
-            f"(of types {bounded(types)})"
+            f"(of types {bounded([str(t) for t in types])})"
         )
-    if not features:
-        raise DataError("features=[] names no columns")
-    return list(features)
+    return chosen
+
+
+def _check_plan(
+    ddf: dd.DataFrame, chosen: list[str], context: Context, auto_only: bool
+) -> list[str]:
+    """The input columns of an encoding context, checked by its plan. With ``auto_only``
+    (no explicit features), without ``auto`` only the numeric and named columns are
+    kept; with ``auto`` every candidate is, and one of a type neither numeric,
+    categorical nor text is an error naming it."""
+    auto = "auto" in (context.categorical, context.text)
+    named = set(context.encoded_columns())
+    if auto_only:
+        chosen = [c for c in chosen if auto or c in named or _is_feature_dtype(ddf.dtypes[c])]
+    plan_columns(context, ddf.dtypes, chosen)  # raises for a column no encoding takes
+    if not chosen:
+        raise DataError(
+            f"no feature columns among {bounded(list(ddf.columns))}: name them with "
+            "features=[...] or columns to encode in the context"
+        )
+    return chosen
 
 
 def feature_matrix(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import dask.dataframe as dd
 
+from adp.context.spec import Context
 from adp.detect.features import resolve_features
 from adp.errors import DataError, bounded
 from adp.io.read import read
@@ -60,7 +61,9 @@ def pin_partitions(ddf: dd.DataFrame) -> dd.DataFrame:
     return dd.from_delayed(ddf.to_delayed(), meta=ddf._meta, divisions=divisions, verify_meta=False)
 
 
-def open_source(source: SourceSpec, extra: Sequence[str | None] = ()) -> OpenedSource:
+def open_source(
+    source: SourceSpec, extra: Sequence[str | None] = (), context: Context | None = None
+) -> OpenedSource:
     """Read ``source`` lazily and resolve its feature columns.
 
     Parameters
@@ -70,6 +73,9 @@ def open_source(source: SourceSpec, extra: Sequence[str | None] = ()) -> OpenedS
     extra : sequence of str
         Columns the job needs besides the features (truth, kind, label); never features,
         always carried. None entries are skipped.
+    context : Context, optional
+        The job's context: the categorical and text columns it encodes are features too
+        (:func:`adp.detect.features.resolve_features`).
 
     Returns
     -------
@@ -96,7 +102,7 @@ def open_source(source: SourceSpec, extra: Sequence[str | None] = ()) -> OpenedS
             f"not in {source.uri!r}; its columns are {bounded(ddf.columns)}"
         )
     features = resolve_features(
-        ddf, source.features, exclude=[*source.exclude, *others], key=source.key
+        ddf, source.features, exclude=[*source.exclude, *others], key=source.key, context=context
     )
     carry = list(dict.fromkeys([*source.key, *others]))
     frame = pin_partitions(ddf[list(dict.fromkeys([*features, *carry]))])

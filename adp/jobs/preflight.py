@@ -253,8 +253,11 @@ def _named(spec: JobSpec) -> dict[str, list[str]]:
     if spec.search is not None and spec.search.label:
         named["search.label"] = [spec.search.label]
     if spec.context is not None:
-        named["context.time"] = [spec.context.time]
+        named["context.time"] = [spec.context.time] if spec.context.time else []
         named["context.by"] = [spec.context.by] if spec.context.by else []
+        encoded = spec.context.to_context().encoded_columns()
+        if encoded:
+            named["context.categorical/text"] = encoded
     return {k: v for k, v in named.items() if v}
 
 
@@ -272,7 +275,9 @@ def check_columns(spec: JobSpec, columns: Sequence[str]) -> None:
     features = spec.source.features
     numeric = numeric_columns(columns)
     if features and numeric is not None:
-        bad = [f for f in features if not numeric.get(f, True)]
+        # a column the context encodes (categorical or text) is a feature of any type
+        encoded = set(spec.context.to_context().encoded_columns()) if spec.context else set()
+        bad = [f for f in features if not numeric.get(f, True) and f not in encoded]
         if bad:
             raise DataError(
                 f"source.features names non-numeric columns {bounded(bad)} of "

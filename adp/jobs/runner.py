@@ -362,8 +362,9 @@ def _execute(
     workers = len(c.scheduler_info(n_workers=-1)["workers"])
     label = spec.evaluate.label if spec.evaluate else None
     kind = spec.evaluate.kind if spec.evaluate else None
-    context = [spec.context.time, spec.context.by] if spec.context else []
-    opened = open_source(source, extra=[label, kind, *context])
+    context = spec.context.to_context() if spec.context else None
+    used = context.used_columns() if context else []
+    opened = open_source(source, extra=[label, kind, *used], context=context)
     ddf = opened.frame
     data_profile = None
     if spec.profile or audit.quality_gate is not None:

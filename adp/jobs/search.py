@@ -56,7 +56,9 @@ def run_search_job(
     s = spec.search
     source = spec.source
     console = console or Console()
-    opened = open_source(source, extra=[s.label])
+    context = spec.context.to_context() if spec.context is not None else None
+    used = context.used_columns() if context is not None else []
+    opened = open_source(source, extra=[s.label, *used], context=context)
     contamination = spec.threshold.contamination
     result = search(
         opened.frame,
@@ -73,6 +75,7 @@ def run_search_job(
         contamination=contamination if isinstance(contamination, float) else 0.1,
         missing=source.missing,
         client=client,
+        context=context,
     )
     print_leaderboard(result, console)
     selection = result.extra.get("selection")

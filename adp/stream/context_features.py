@@ -1,5 +1,8 @@
 """A model fitted with a context (:mod:`adp.context`), scored on a stream.
 
+Categorical and text encodings are row-wise: an event's categorical and text fields
+(strings) are encoded as the batch path encodes a row.
+
 Such a model's features are not event fields: they are each reading's residual from its
 entity's seasonal baseline (``temperature.diff_from_season``), computed from the entity
 (``context.by``), the time (``context.time``) and the value columns. Without a rolling
@@ -38,12 +41,16 @@ def stream_inputs(detector: Any) -> tuple[list[str], list[str]]:
     numeric : list of str
         Fields decoded as numbers: the model's features, or its context's value columns.
     other : list of str
-        Fields carried as they are: the context's ``by`` and ``time`` (empty without one).
+        Fields carried as they are: the context's ``by`` and ``time``, and the categorical
+        and text columns it encodes (empty without a context).
     """
     fitted = _fitted_context(detector)
     if fitted is None:
         return list(detector.features_), []
-    return list(fitted.columns), fitted.context.used_columns()
+    encodings = getattr(fitted, "encodings", None)
+    encoded = list(encodings.columns) if encodings is not None else []
+    used = fitted.context.used_columns() if getattr(fitted, "temporal", True) else []
+    return list(fitted.columns), list(dict.fromkeys([*used, *encoded]))
 
 
 def check_streamable(detector: Any, ref: str, *, windows: bool = False) -> None:
@@ -67,7 +74,7 @@ def check_streamable(detector: Any, ref: str, *, windows: bool = False) -> None:
     fitted = _fitted_context(detector)
     if fitted is None:
         return
-    if fitted.context.window is not None:
+    if getattr(fitted, "temporal", True) and fitted.context.window is not None:
         raise SpecError(
             f"model {ref} was fitted with context.window (rolling features over each "
             "entity's earlier rows), which a stream cannot compute per event: fit it with a "
@@ -119,7 +126,7 @@ def add_context(frame: pd.DataFrame, detector: Any) -> tuple[pd.DataFrame, list[
     ctx = fitted.context
     dead: list[tuple[int, str]] = []
     given = frame
-    if ctx.time is not None:
+    if ctx.time is not None and getattr(fitted, "temporal", True):
         times, dead = _times(frame[ctx.time], ctx.time)
         frame = frame.assign(**{ctx.time: times.dt.tz_localize(None)})
         if dead:
@@ -128,6 +135,6 @@ def add_context(frame: pd.DataFrame, detector: Any) -> tuple[pd.DataFrame, list[
         return frame, dead
     order = frame.index
     out = fitted.transform_partition(frame).loc[order]
-    if ctx.time is not None:  # a key column carries the event's own value, not the parsed one
+    if ctx.time in given.columns:  # a key column carries the event's own value, not the parsed
         out[ctx.time] = given[ctx.time].loc[order]
     return out, dead

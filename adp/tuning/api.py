@@ -13,13 +13,15 @@ candidates are compared with each other by an unsupervised criterion
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dask.dataframe as dd
 import numpy as np
 from distributed import Client
 
+from adp.context.fitted import fit_context
+from adp.context.spec import Context
 from adp.detect.detector import create_detector
 from adp.detect.features import resolve_features
 from adp.detect.threshold import check_contamination
@@ -102,6 +104,7 @@ def search(
     refit: bool = True,
     engine: Engine = "auto",
     client: Client | None = None,
+    context: Context | Mapping[str, Any] | None = None,
 ) -> SearchResult:
     """Search detectors and hyperparameters in parallel on the cluster.
 
@@ -156,6 +159,11 @@ def search(
         See :mod:`adp.tuning.engines`.
     client : distributed.Client, optional
         Default: the current client (:func:`distributed.get_client`).
+    context : Context or mapping, optional
+        Per-entity, time-aware features and encodings (:class:`adp.Context`, as the
+        ``context`` parameter of :func:`adp.create_detector`): fitted once on ``ddf``, its
+        features are what the trials (or the selector) see, and the winner carries it,
+        so it scores raw rows as a detector fitted with that context does.
 
     Returns
     -------
@@ -196,13 +204,20 @@ def search(
     started = time.monotonic()
     deadline = None if time_budget is None else started + float(time_budget)
 
-    columns = resolve_features(ddf, features, exclude=[*exclude, *([label] if label else [])])
-    trial_frame, _ = apply_missing_policy(ddf, columns, missing)
+    parsed = None if context is None else Context.from_spec(context)
+    excluded = [*exclude, *([label] if label else [])]
+    if parsed is not None:
+        excluded += parsed.used_columns()
+    columns = resolve_features(ddf, features, exclude=excluded, key=(), context=parsed)
+    searched, searched_columns = with_context(ddf, parsed, columns, label, sample_rows)
+    trial_frame, _ = apply_missing_policy(searched, searched_columns, missing)
     if chosen_metric == SELECTOR:
         return selector_result(
             ddf,
             trial_frame,
-            columns,
+            searched_columns,
+            fit_columns=columns,
+            context=parsed,
             space=space,
             sample_rows=sample_rows,
             random_state=random_state,
@@ -215,7 +230,9 @@ def search(
     candidates = draw_candidates(space, strategy, max_trials, random_state)
     cv_seed = int(np.random.SeedSequence(random_state).generate_state(1)[0] % (2**31 - 1))
 
-    data, size, total = place_sample(client, trial_frame, columns, label, sample_rows, random_state)
+    data, size, total = place_sample(
+        client, trial_frame, searched_columns, label, sample_rows, random_state
+    )
     try:
         if supervised:
             rows, anomalies = label_counts(client, data)
@@ -253,6 +270,8 @@ def search(
     ok = board[board["status"] == "ok"]
     if not ok.empty:
         params, share = contamination_of(ok.iloc[0]["params"], contamination)
+        if parsed is not None:
+            params = {**params, "context": parsed}
         best_detector = create_detector(ok.iloc[0]["detector"], contamination=share, **params)
         if refit:
             with client.as_current():  # the refit runs where the trials ran
@@ -278,6 +297,22 @@ def search(
         budget_exhausted=budget_exhausted,
         random_state=random_state,
     )
+
+
+def with_context(
+    ddf: dd.DataFrame,
+    context: Context | None,
+    columns: list[str],
+    label: str | None,
+    sample_rows: int,
+) -> tuple[dd.DataFrame, list[str]]:
+    """The frame the trials see and its feature columns: ``ddf`` and ``columns`` as they
+    are, or, with a ``context``, its features fitted once on ``ddf`` (the label kept)."""
+    if context is None:
+        return ddf, columns
+    fitted = fit_context(context, ddf, columns, sample_rows=sample_rows)
+    used = [*context.used_columns(), *columns, *([label] if label else [])]
+    return fitted.transform(ddf[list(dict.fromkeys(used))]), list(fitted.feature_names)
 
 
 def _check_labels(

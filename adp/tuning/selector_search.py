@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from adp.context.spec import Context
 from adp.detect.base import BaseDetector
 from adp.detect.detector import create_detector
 from adp.errors import ConfigError, DetectorError
@@ -96,20 +97,28 @@ def selector_search(
     missing: MissingPolicy,
     refit: bool,
     client: Any,
+    fit_columns: list[str] | None = None,
+    context: Context | None = None,
 ) -> tuple[pd.DataFrame, BaseDetector, Selection]:
     """Choose with the selector, then build (and refit) the chosen detector.
 
     A chosen detector that fails to fit falls back to the default isolation forest; the
-    selection's ``reason`` says so.
+    selection's ``reason`` says so. With a ``context``, ``trial_frame`` and ``columns``
+    hold its features, and the chosen detector carries it and is refitted on ``ddf``'s
+    ``fit_columns``.
     """
+    extra: dict[str, Any] = {} if context is None else {"context": context}
+    inputs = columns if fit_columns is None else fit_columns
     allowed = allowed_candidates(space)
     selection = select_detector(
         trial_frame, columns, None, random_state, allowed=allowed, client=client
     )
-    detector = create_detector(selection.detector, contamination=contamination, **selection.params)
+    detector = create_detector(
+        selection.detector, contamination=contamination, **selection.params, **extra
+    )
     if refit:
         try:
-            _fit(detector, ddf, columns, sample_rows, random_state, missing, client)
+            _fit(detector, ddf, inputs, sample_rows, random_state, missing, client)
         except DetectorError as exc:
             if selection.choice == DEFAULT_ID:
                 raise
@@ -118,9 +127,9 @@ def selector_search(
             selection.choice, selection.fallback = DEFAULT_ID, True
             selection.detector, selection.params = default.detector, dict(default.params)
             detector = create_detector(
-                default.detector, contamination=contamination, **default.params
+                default.detector, contamination=contamination, **default.params, **extra
             )
-            _fit(detector, ddf, columns, sample_rows, random_state, missing, client)
+            _fit(detector, ddf, inputs, sample_rows, random_state, missing, client)
     return selection_board(selection, random_state), detector, selection
 
 
@@ -137,6 +146,8 @@ def selector_result(
     refit: bool,
     client: Any,
     started: float,
+    fit_columns: list[str] | None = None,
+    context: Context | None = None,
 ) -> SearchResult:
     """:func:`selector_search` as a :class:`~adp.tuning.results.SearchResult`; the
     selection (choice, reason, confidence, meta-features) is ``extra["selection"]`` and is
@@ -152,6 +163,8 @@ def selector_result(
         missing=missing,
         refit=refit,
         client=client,
+        fit_columns=fit_columns,
+        context=context,
     )
     meta = selection.metafeatures
     return SearchResult(
@@ -160,7 +173,7 @@ def selector_result(
         metric=SELECTOR,
         supervised=False,
         engine="selector",
-        features=columns,
+        features=columns if fit_columns is None else fit_columns,
         label=None,
         cv=None,
         sample_size=meta.landmark_rows,

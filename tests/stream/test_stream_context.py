@@ -126,3 +126,37 @@ def test_a_stream_fitted_with_a_context_runs_on_redis(
         assert results["score"].notna().all() and results["is_anomaly"].dtype == bool
     finally:
         redis_client.delete(*redis_client.scan_iter(match=f"{stream}*"))
+
+
+def test_categorical_and_text_fields_are_encoded_as_the_batch_encodes_them(
+    stream_client: Any,
+) -> None:
+    rng = np.random.default_rng(3)
+    kind = rng.choice(["pump", "fan", "valve"], size=1500)
+    frame = pd.DataFrame(
+        {
+            "row": np.arange(1500),
+            "kind": kind,
+            "x": pd.Series(kind).map({"pump": 1.0, "fan": 5.0, "valve": 9.0}).to_numpy()
+            + rng.normal(0, 0.5, 1500),
+            "note": rng.choice(["all fine", "checked ok", "loud grinding noise"], size=1500),
+        }
+    )
+    context = {"categorical": ["kind"], "text": {"columns": ["note"], "components": 2}}
+    with stream_client.as_current():
+        detector = adp.create_detector("iforest", random_state=0, context=context).fit(
+            dd.from_pandas(frame, npartitions=3), features=["x"]
+        )
+        batch = detector.decision_function(dd.from_pandas(frame, npartitions=2)).compute()
+    assert stream_inputs(detector) == (["x"], ["kind", "note"])
+    events = frame.sample(300, random_state=4)
+    payloads = [
+        orjson.dumps({"row": int(r.row), "kind": r.kind, "x": r.x, "note": r.note})
+        for r in events.itertuples()
+    ]
+    payloads.append(orjson.dumps({"row": -1, "kind": "compressor", "x": 3.0, "note": "new"}))
+    scored = decode_and_score(Payloads(payloads), detector, ["row"])
+    assert scored.dead == []
+    got = scored.frame.set_index("row")["score"]
+    assert np.max(np.abs(got.loc[events["row"]].to_numpy() - batch.loc[events.index])) <= 1e-12
+    assert np.isfinite(got.loc[-1])  # an unseen category scores, it does not fail
