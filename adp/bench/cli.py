@@ -26,6 +26,9 @@ from adp.clitools import LazyGroup
         "stream": "adp.bench.streaming:stream",
         "scheduler": "adp.bench.scheduling:scheduler",
         "context": "adp.bench.contextual:context",
+        "small": "adp.bench.small:small",
+        "shipping": "adp.bench.shipping:shipping",
+        "ranks": "adp.bench.ranks:ranks",
     },
 )
 def bench() -> None:

@@ -18,13 +18,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Self
 
-import dask
 import dask.dataframe as dd
 from dask.delayed import Delayed
 
 from adp.context.fitted import fit_context
 from adp.context.spec import Context
-from adp.detect import fitting
+from adp.detect import fitting, local, shipping
 from adp.detect.detection import ScoreStage, raw_scores, run_detection
 from adp.detect.features import resolve_features
 from adp.detect.sampling import plan_sample
@@ -176,11 +175,13 @@ class BaseDetector:
     def model_ref(self) -> Delayed:
         """The fitted scorer as one dask graph key, ``adp-model-<model_id_>``.
 
-        Graphs that score or explain depend on this key, so the model is shipped to each
-        worker once and never tokenized (hashed), however large.
+        Graphs that score or explain depend on this key, so the model is never tokenized
+        (hashed), however large. With a distributed client it is sent to the cluster once
+        per client and later graphs only refer to it (:mod:`adp.detect.shipping`);
+        without one, it is embedded in the graph.
         """
         self.check_fitted()
-        return dask.delayed(self.scorer_, name=f"adp-model-{self.model_id_}")
+        return shipping.model_ref(self, self.scorer_, self.model_id_)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Detectors pickled before the missing-value policy was part of the model.
@@ -321,7 +322,9 @@ class BaseDetector:
         if n_models is None:
             n_models = _default_n_models(len(parts))
         planned = self._plan_fit(parts, counts, chosen, strategy, int(n_models), random_state)
-        result: fitting.FitResult = planned.compute()
+        # one small in-memory partition: fitted here, not on the cluster (adp.detect.local)
+        scheduler = None if context is not None else local.scheduler_for(ddf[chosen])
+        result: fitting.FitResult = planned.compute(scheduler=scheduler)
         self.features_ = chosen
         self.scorer_ = result.scorer
         self.reference_ = result.reference
@@ -459,7 +462,8 @@ class BaseDetector:
         With ``explain``, each partition's features are needed again after the global
         threshold is known, so dask keeps them in memory between the passes. For data
         larger than the cluster's memory, use a staging :class:`ScoreStage` (as the job
-        runner does).
+        runner does). A small frame of one in-memory partition (:mod:`adp.detect.local`)
+        is scored at once, in this process, with the same results as on the cluster.
         """
         return run_detection(
             self,

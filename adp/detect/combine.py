@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adp.detect.rank_index import RankIndex
 from adp.detect.scorers import Scorer
 from adp.errors import DetectorError
 
@@ -49,11 +50,25 @@ class TrainingStats:
             vote_threshold=float(np.quantile(scores, 1 - contamination)),
         )
 
+    def rank_index(self) -> RankIndex:
+        """The bucket index of ``sorted_scores`` (built on first use, never pickled)."""
+        index: RankIndex | None = self.__dict__.get("_rank_index")
+        if index is None:
+            index = RankIndex(self.sorted_scores)
+            object.__setattr__(self, "_rank_index", index)  # a cache: frozen otherwise
+        return index
+
+    def __getstate__(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k != "_rank_index"}
+
     def normalize(self, scores: np.ndarray, how: str) -> np.ndarray:
+        """``scores`` on the common scale: ``"zscore"`` or ``"rank"`` (the share of the
+        training scores at or below each score; counted through :meth:`rank_index`, equal
+        to ``searchsorted(sorted_scores, scores, side="right") / n``)."""
         if how == "zscore":
             return (scores - self.mean) / self.std
         n = self.sorted_scores.size
-        return np.searchsorted(self.sorted_scores, scores, side="right") / n
+        return self.rank_index().count_at_or_below(scores) / n
 
 
 def check_combination(combination: str, normalization: str) -> None:

@@ -13,23 +13,30 @@ scores live between scoring and flagging:
 Follows dask-ml's ``ParallelPostFit``: the fitted model travels to the workers once, as a
 single graph key (:meth:`~adp.detect.base.BaseDetector.model_ref`), and module-level
 partition functions score one task per input partition.
+
+A small frame of one in-memory partition (:mod:`adp.detect.local`) skips the cluster: the
+same graph is computed at once in this process, with the same results.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 from dask.delayed import Delayed
 
+from adp.detect import local
 from adp.detect.explain import FittedModel, explain_flagged
 from adp.detect.features import feature_matrix, resolve_features
 from adp.detect.scorers import Scorer
+from adp.detect.shipping import in_process
 from adp.detect.threshold import Step, Threshold, flag
 from adp.errors import DetectorError
 from adp.observe.events import report
@@ -249,6 +256,9 @@ def run_detection(
     -------
     Detection
         The lazy flagged frame and the threshold (a float when ``stage.step`` is given).
+        Without a ``stage``, a small in-memory frame of one partition (see
+        :mod:`adp.detect.local`) is scored at once, in this process: the frame is then an
+        in-memory dask frame and the threshold a float, equal to the cluster's.
 
     Raises
     ------
@@ -263,6 +273,48 @@ def run_detection(
     explain = int(explain or 0)
     if explain < 0:
         raise DetectorError(f"explain must be 0 (none) or a positive top_k, got {explain!r}")
+    if stage is None and getattr(detector, "context_", None) is None and local.runs_locally(ddf):
+        return _run_in_process(detector, ddf, key, threshold, explain, explain_method)
+    return _plan_detection(detector, ddf, key, threshold, explain, explain_method, stage)
+
+
+def _run_in_process(
+    detector: Detectable,
+    ddf: dd.DataFrame,
+    key: Sequence[str] | None,
+    threshold: Threshold | float | str | None,
+    explain: int,
+    explain_method: str,
+) -> Detection:
+    """:func:`run_detection` of a small in-memory frame (:mod:`adp.detect.local`): the same
+    graph, computed at once with the synchronous scheduler, as an in-memory frame."""
+    with in_process():
+        planned = _plan_detection(detector, ddf, key, threshold, explain, explain_method, None)
+    # the frame's partitions as delayed: one graph with the threshold, scored once
+    parts, value = dask.compute(planned.frame.to_delayed(), planned.threshold, scheduler="sync")
+    frame = parts[0] if len(parts) == 1 else pd.concat(parts)
+    # The planned meta and divisions, and no conversion of object columns to strings
+    # (top_features holds lists), so the frame is the one the cluster would have returned.
+    with dask.config.set({"dataframe.convert-string": False}):
+        out = dd.from_delayed(
+            [dask.delayed(frame, name=f"adp-detected-{uuid.uuid4().hex}")],  # not hashed
+            meta=planned.frame._meta,
+            divisions=(planned.frame.divisions[0], planned.frame.divisions[-1]),
+            verify_meta=True,
+        )
+    return Detection(out, float(value))
+
+
+def _plan_detection(
+    detector: Detectable,
+    ddf: dd.DataFrame,
+    key: Sequence[str] | None,
+    threshold: Threshold | float | str | None,
+    explain: int,
+    explain_method: str,
+    stage: ScoreStage | None,
+) -> Detection:
+    """:func:`run_detection`'s lazy graph (its parameters checked)."""
     stage = stage if stage is not None else InMemoryStage()
     prepared = detector.prepare(ddf)
     raw = raw_scores(detector, prepared, key)
