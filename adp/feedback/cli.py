@@ -33,13 +33,14 @@ _scheduler = click.option(
 
 @contextlib.contextmanager
 def _compute_on(scheduler: str | None) -> Iterator[None]:
-    """Use the scheduler at ``scheduler`` for the block, or local threads."""
+    """Use the scheduler at ``scheduler`` for the block (through :func:`adp.connect`, as
+    every other command connects), or local threads."""
     if scheduler is None:
         yield
         return
-    from distributed import Client
+    from adp.cluster import connect
 
-    with Client(scheduler, timeout=10):
+    with connect(scheduler):
         yield
 
 

@@ -62,6 +62,8 @@ def test_review_label_learn_and_score_again(
         "-n",
         "3",
         "--json",
+        "--scheduler",  # computed on the cluster, connected as every command connects
+        client.scheduler.address,
     )
     assert shown.exit_code == 0, shown.output
     rows = [json.loads(line) for line in shown.output.splitlines()]
