@@ -23,6 +23,8 @@ from adp.detect.entry import (
     fit_iforest,
     hbos_scorer,
     iforest_scorer,
+    knn_scorer,
+    lof_scorer,
     sklearn_scorer,
 )
 from adp.detect.scorers import Scorer
@@ -44,6 +46,23 @@ def _sklearn_iforest_scorer(estimator: Any, X_train: np.ndarray) -> Scorer:
 _KNN_NOTE = (
     "Rows are scored with decision_function against the fitted rows: a row that was in the "
     "fit sample is its own nearest neighbour (PyOD's decision_scores_ leave it out)."
+)
+_EXACT_NOTE = (
+    " Scored by ADP's exact blocked search (adp.detect.neighbor_search): float32 BLAS "
+    "screening with a rigorous error margin, then exact float64 distances, equal bit for bit "
+    "to scikit-learn's tree distances; ties at the k-th distance go to the lower training "
+    "row. PyOD's own brute-force search (above 15 features) rounds |x|^2+|y|^2-2xy, so its "
+    "scores differ from these by that rounding."
+)
+_NEIGHBOUR_COST = "O(m * n * d) on BLAS, exact"
+_OCSVM_NOTE = (
+    "Scoring evaluates the RBF kernel against every support vector, 50-75 s per million rows "
+    "per 1000 support vectors on one core at 20 features (adp bench kernels --kernel "
+    "ocsvm_nystroem: 182 s per million rows with 2508 support vectors from a 5k-row fit). "
+    "PyOD's default nu=0.5 keeps about half the fitted rows: a 20k-row fit costs 8-12 min "
+    "per million rows, the default 100k-row sample about 1 h (extrapolated, linear in "
+    "support vectors) after a fit of hours (quadratic to cubic). Fit on a smaller "
+    "sample_rows, or use the approximate ocsvm_nystroem."
 )
 _FROZEN_NOTE = (
     "ADP's own implementation: neighbours are searched among the training rows only, so a "
@@ -98,36 +117,43 @@ _CORE = [
         "lof",
         "pyod.models.lof:LOF",
         "Local outlier factor: local density relative to the k nearest neighbours.",
-        fit_cost="O(n log n * d) with trees",
-        score_cost="O(m * k * log n)",
+        fit_cost="O(n^2 * d) brute (trees if d <= 15)",
+        score_cost=_NEIGHBOUR_COST,
         deterministic=True,
-        notes=(
-            "Rows are scored with decision_function against the fitted rows: a row that was "
-            "in the fit sample is its own nearest neighbour (PyOD's decision_scores_ leave "
-            "it out)."
-        ),
+        scorer=lof_scorer,
+        notes=_KNN_NOTE + _EXACT_NOTE,
     ),
     DetectorInfo(
         "knn",
         "pyod.models.knn:KNN",
         "Distance to the k-th nearest training neighbour.",
-        fit_cost="O(n log n * d) with trees",
-        score_cost="O(m * k * log n)",
+        fit_cost="O(n^2 * d) brute (trees if d <= 15)",
+        score_cost=_NEIGHBOUR_COST,
         deterministic=True,
-        notes=(
-            "Rows are scored with decision_function against the fitted rows: a row that was "
-            "in the fit sample is its own nearest neighbour (PyOD's decision_scores_ leave "
-            "it out)."
-        ),
+        scorer=knn_scorer,
+        notes=_KNN_NOTE + _EXACT_NOTE,
     ),
     DetectorInfo(
         "one_class_svm",
         "pyod.models.ocsvm:OCSVM",
         "One-class SVM: a kernel boundary around the normal data.",
         fit_cost="O(n^2 * d) to O(n^3)",
-        score_cost="O(m * n_support * d)",
+        score_cost="O(m * n_sv * d): ~1 h per 1M rows at a 100k fit",
         deterministic=True,
         aliases=("ocsvm",),
+        notes=_OCSVM_NOTE,
+    ),
+    DetectorInfo(
+        "ocsvm_nystroem",
+        "adp.detect.nystroem:NystroemOCSVM",
+        "Approximate one-class SVM: Nystroem RBF features and a linear one-class SVM.",
+        fit_cost="O(n * c * (d + c) + c^3), c = n_components",
+        score_cost="O(m * c * (d + c))",
+        deterministic=True,
+        notes=(
+            "An approximation of one_class_svm (same kernel and nu); its ROC-AUC against the "
+            "exact detector on the ODDS sets: adp bench kernels --kernel ocsvm_nystroem."
+        ),
     ),
     DetectorInfo(
         "pca",
@@ -275,21 +301,23 @@ _PYOD = [
         "avg_knn",
         "pyod.models.knn:KNN",
         "Mean distance to the k nearest training neighbours.",
-        fit_cost="O(n log n * d) with trees",
-        score_cost="O(m * k * log n)",
+        fit_cost="O(n^2 * d) brute (trees if d <= 15)",
+        score_cost=_NEIGHBOUR_COST,
         deterministic=True,
+        scorer=knn_scorer,
         fixed_params={"method": "mean"},
-        notes=_KNN_NOTE,
+        notes=_KNN_NOTE + _EXACT_NOTE,
     ),
     DetectorInfo(
         "median_knn",
         "pyod.models.knn:KNN",
         "Median distance to the k nearest training neighbours.",
-        fit_cost="O(n log n * d) with trees",
-        score_cost="O(m * k * log n)",
+        fit_cost="O(n^2 * d) brute (trees if d <= 15)",
+        score_cost=_NEIGHBOUR_COST,
         deterministic=True,
+        scorer=knn_scorer,
         fixed_params={"method": "median"},
-        notes=_KNN_NOTE,
+        notes=_KNN_NOTE + _EXACT_NOTE,
     ),
     DetectorInfo(
         "feature_bagging",
@@ -320,12 +348,12 @@ _SKLEARN = [
         "sklearn_lof",
         "sklearn.neighbors:LocalOutlierFactor",
         "scikit-learn's local outlier factor in novelty mode (score new rows).",
-        fit_cost="O(n log n * d) with trees",
-        score_cost="O(m * k * log n)",
+        fit_cost="O(n^2 * d) brute (trees if d <= 15)",
+        score_cost=_NEIGHBOUR_COST,
         deterministic=True,
-        scorer=sklearn_scorer,
+        scorer=lof_scorer,
         fixed_params={"novelty": True},
-        notes=_KNN_NOTE,
+        notes=_KNN_NOTE + _EXACT_NOTE,
     ),
     DetectorInfo(
         "sklearn_one_class_svm",

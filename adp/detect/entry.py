@@ -59,6 +59,20 @@ def hbos_scorer(estimator: Any, X_train: np.ndarray) -> Scorer:
     return HbosScorer(estimator)
 
 
+def knn_scorer(estimator: Any, X_train: np.ndarray) -> Scorer:
+    """PyOD ``KNN`` on the exact blocked neighbour search (:mod:`adp.detect.neighbor_scorers`)."""
+    from adp.detect.neighbor_scorers import knn_scorer as build
+
+    return build(estimator, X_train)
+
+
+def lof_scorer(estimator: Any, X_train: np.ndarray) -> Scorer:
+    """LOF (PyOD's or scikit-learn's novelty LOF) on the exact blocked neighbour search."""
+    from adp.detect.neighbor_scorers import lof_scorer as build
+
+    return build(estimator, X_train)
+
+
 def copod_scorer(estimator: Any, X_train: np.ndarray) -> Scorer:
     """COPOD against ECDFs frozen at fit time."""
     from adp.detect.ecdf import FrozenEcdfScorer
@@ -205,6 +219,8 @@ __all__ = [
     "fit_iforest",
     "hbos_scorer",
     "iforest_scorer",
+    "knn_scorer",
+    "lof_scorer",
     "pyod_scorer",
     "sklearn_scorer",
 ]

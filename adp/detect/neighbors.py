@@ -10,6 +10,9 @@ a row's score depends only on the fitted model and the row.
 On the training rows, ``decision_scores_`` follows PyOD's definitions (a row is not its own
 neighbour). Scoring a training row again with :meth:`decision_function` treats it as a new
 row, which is its own nearest neighbour, exactly like LOF and KNN in PyOD.
+
+New rows' neighbours (Euclidean metric) come from the exact blocked search of
+:mod:`adp.detect.neighbor_search`: the tree's distances, ties broken by training-row index.
 """
 
 from __future__ import annotations
@@ -23,9 +26,20 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
+from adp.detect.neighbor_search import ExactNeighbors
 from adp.errors import DetectorError
 
 _CHUNK_CELLS = 2_000_000  # float64 cells per temporary block
+
+
+def _new_row_neighbours(model: Any, X: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` nearest training rows of each new row: the exact blocked search, built
+    once per fitted model (also for models pickled before it existed)."""
+    search = getattr(model, "search_", None)
+    if search is None:
+        search = model.search_ = ExactNeighbors(model.X_train_)
+    _, neighbours = search.kneighbors(X, k)
+    return neighbours
 
 
 def _chunks(n_rows: int, cells_per_row: int) -> list[slice]:
@@ -87,6 +101,7 @@ class COF(BaseDetector):
             n_jobs=self.n_jobs,
         ).fit(X)
         neighbours = self.tree_.kneighbors(return_distance=False)
+        self.search_ = ExactNeighbors(X)
         self.ac_dist_ = self._chaining_distances(X, neighbours)
         self.decision_scores_ = self._cof(self.ac_dist_, neighbours)
         self._process_decision_scores()
@@ -114,7 +129,7 @@ class COF(BaseDetector):
         """COF of each row of ``X`` against the training rows (higher is more anomalous)."""
         check_is_fitted(self, ["ac_dist_", "tree_"])
         X = check_array(X, dtype=np.float64)
-        neighbours = self.tree_.kneighbors(X, return_distance=False)
+        neighbours = _new_row_neighbours(self, X, self.n_neighbors_)
         return self._cof(self._chaining_distances(X, neighbours), neighbours)
 
 
@@ -186,10 +201,16 @@ class SOD(BaseDetector):
             n_jobs=self.n_jobs,
         ).fit(X)
         neighbours = self.tree_.kneighbors(return_distance=False)
+        self.search_ = ExactNeighbors(X) if self._euclidean() else None
         self.membership_ = self._incidence(neighbours)
         self.decision_scores_ = self._scores(X, neighbours, exclude_self=True)
         self._process_decision_scores()
         return self
+
+    def _euclidean(self) -> bool:
+        from adp.detect.neighbor_scorers import is_euclidean
+
+        return is_euclidean(self.tree_)
 
     def _incidence(self, neighbours: np.ndarray) -> sp.csr_matrix:
         n_rows, k = neighbours.shape
@@ -233,5 +254,8 @@ class SOD(BaseDetector):
         """SOD of each row of ``X`` with reference sets from the training rows."""
         check_is_fitted(self, ["membership_", "tree_"])
         X = check_array(X, dtype=np.float64)
-        neighbours = self.tree_.kneighbors(X, return_distance=False)
+        if self._euclidean():
+            neighbours = _new_row_neighbours(self, X, self.n_neighbors)
+        else:
+            neighbours = self.tree_.kneighbors(X, return_distance=False)
         return self._scores(X, neighbours, exclude_self=False)

@@ -19,10 +19,12 @@ def test_kernels_report_equal_scores_and_both_timings() -> None:
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    for name in ("isolation_forest", "hbos", "ecod", "copod"):
+    for name in ("isolation_forest", "hbos", "ecod", "copod", "knn", "lof"):
         entry = report[name]
         assert entry["max_abs_diff"] <= 1e-9, name
         assert entry["speedup"] > 0, name
+    for name in ("knn", "lof"):  # equal to PyOD with an exact search, bit for bit
+        assert report[name]["exact_max_abs_diff"] == 0, name
     assert report["threshold"]["passes_seconds"] > 0
 
 
