@@ -229,9 +229,18 @@ def cancel_job_work(client: Any, keys: Collection[Any], *, wait: float = 20.0) -
     """
     from distributed import Future
 
+    from adp.detect.shipping import shipped_keys
+
     if not keys or getattr(client, "status", None) != "running":
         return 0
-    futures: list[Any] = [Future(key, client) for key in keys if key in client.futures]
+    # a shipped model (adp.detect.shipping) is the model's, not the job's: cancelling it
+    # races the model cache's own release on the scheduler (an AssertionError there)
+    models = set(shipped_keys(client))
+    futures: list[Any] = [
+        Future(key, client)
+        for key in keys
+        if key in client.futures and key not in models and not str(key).startswith("adp-model-")
+    ]
     if not futures:
         return 0
     quiet_cancelled_gathers(client)
