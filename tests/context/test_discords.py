@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 
+import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -164,14 +165,17 @@ def _fleet() -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_a_fleet_is_scored_per_entity_whatever_the_partitioning(client: Client) -> None:
+def test_a_fleet_is_scored_per_entity_whatever_the_partitioning() -> None:
     fleet = _fleet()
-    scores = [
-        discord_frame(dd.from_pandas(fleet, npartitions=n), "v", CYCLE, time="ts", by="sid")
-        .compute()
-        .sort_index()
-        for n in (1, 5)
-    ]
+    # in this process: stumpy's kernels are compiled here already (the cluster's workers
+    # would each compile them again, half a minute each); the graph is the cluster's
+    with dask.config.set({"scheduler": "sync", "dataframe.shuffle.method": "tasks"}):
+        scores = [
+            discord_frame(dd.from_pandas(fleet, npartitions=n), "v", CYCLE, time="ts", by="sid")
+            .compute()
+            .sort_index()
+            for n in (1, 5)
+        ]
     pd.testing.assert_series_equal(scores[0], scores[1])
     out = fleet.assign(score=scores[0])
     assert out.loc[out["sid"] == "s3", "score"].isna().all()  # shorter than 2 m rows
