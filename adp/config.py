@@ -58,6 +58,7 @@ class FitSettings(_Section):
 
 class ScoreSettings(_Section):
     threshold_bins: int = Field(4096, alias="threshold-bins", ge=16)
+    ship_models: bool = Field(False, alias="ship-models")
 
 
 class IOSettings(_Section):

@@ -17,6 +17,7 @@ import warnings
 from typing import Any
 
 import click
+import dask
 import numpy as np
 import pandas as pd
 
@@ -42,8 +43,9 @@ def _timed_detect(det: Any, ddf: Any, embedded: bool) -> tuple[float, int]:
             if embedded:
                 with in_process():
                     frame = det.detect(ddf)
-            else:
-                frame = det.detect(ddf)
+            else:  # shipping is off by default (adp.score.ship-models)
+                with dask.config.set({"adp.score.ship-models": True}):
+                    frame = det.detect(ddf)
             frame.compute()
     return timer.seconds, sum(LARGE_GRAPH in str(w.message) for w in caught)
 

@@ -142,11 +142,12 @@ def model_ref(owner: object, scorer: Any, model_id: str) -> Delayed:
     Returns
     -------
     Delayed
-        With a distributed client: a reference to the model's future on that client
-        (submitted on the first call, reused after). Else the model embedded in the graph.
+        With ``adp.score.ship-models`` (off by default) and a distributed client: a
+        reference to the model's future on that client (submitted on the first call,
+        reused after). Else the model embedded in the graph.
     """
     key = f"adp-model-{model_id}"
-    client = distributed_client()
+    client = distributed_client() if dask.config.get("adp.score.ship-models", False) else None
     if client is None:
         return dask.delayed(scorer, name=key)
     cache_key = (str(client.id), key)

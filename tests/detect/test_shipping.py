@@ -6,6 +6,7 @@ import gc
 import pickle
 import time
 import warnings
+from collections.abc import Iterator
 
 import dask
 import dask.dataframe as dd
@@ -25,6 +26,21 @@ def _frame(rows: int = 20_000, features: int = 10, seed: int = 0) -> pd.DataFram
     return pd.DataFrame(
         rng.normal(size=(rows, features)), columns=[f"f{i}" for i in range(features)]
     )
+
+
+@pytest.fixture(autouse=True)
+def ship_models() -> Iterator[None]:
+    """Shipping is off by default (``adp.score.ship-models``): these tests turn it on."""
+    with dask.config.set({"adp.score.ship-models": True}):
+        yield
+
+
+def test_by_default_the_model_is_embedded_in_the_graph(client: Client) -> None:
+    det = adp.Detector("ecod").fit(dd.from_pandas(_frame(2000), npartitions=2))
+    with dask.config.set({"adp.score.ship-models": False}):
+        ref = det.model_ref()
+        assert shipping.shipped_keys(client) == []
+    assert ref.key == f"adp-model-{det.model_id_}"
 
 
 @pytest.fixture
