@@ -36,6 +36,20 @@ from adp.tuning.selector import Selector
 from adp.tuning.tablebuild import build_table, open_labelled
 
 TIE = 0.001
+#: The per-run figures averaged per dataset, in the order the table prints them.
+MEASURES = (
+    "pick_auc",
+    "default_auc",
+    "best_auc",
+    "median_auc",
+    "pick_ap",
+    "default_ap",
+    "best_ap",
+    "median_ap",
+    "unchecked_auc",
+    "selection_seconds",
+    "default_fit_seconds",
+)
 """ROC-AUC differences up to this count as ties."""
 
 
@@ -154,19 +168,7 @@ def leave_one_out(
 
 def per_dataset(runs: pd.DataFrame) -> pd.DataFrame:
     """Means over seeds per dataset, the picks, and a last ``mean`` row."""
-    numeric = [
-        "pick_auc",
-        "default_auc",
-        "best_auc",
-        "median_auc",
-        "pick_ap",
-        "default_ap",
-        "best_ap",
-        "median_ap",
-        "unchecked_auc",
-        "selection_seconds",
-        "default_fit_seconds",
-    ]
+    numeric = list(MEASURES)
     grouped = runs.groupby("dataset", sort=False)
     table = grouped[numeric].mean()
     table["picks"] = grouped["pick"].agg(lambda s: "; ".join(sorted(set(s))))
@@ -311,22 +313,7 @@ def selection(
         records = json.loads(summary.to_json(orient="records"))
         click.echo(json.dumps({"datasets": records, "verdict": result}, indent=2))
         return
-    columns = [
-        "dataset",
-        "pick_auc",
-        "default_auc",
-        "best_auc",
-        "median_auc",
-        "pick_ap",
-        "default_ap",
-        "best_ap",
-        "median_ap",
-        "unchecked_auc",
-        "selection_seconds",
-        "default_fit_seconds",
-        "fallbacks",
-        "picks",
-    ]
+    columns = ["dataset", *MEASURES, "fallbacks", "picks"]
     click.echo(summary[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     click.echo(
         f"vs default: {result['wins']} wins, {result['ties']} ties, {result['losses']} losses "
