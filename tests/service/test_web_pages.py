@@ -370,14 +370,21 @@ def sign_in(driver: Any, base: str, token: str) -> None:
 
 
 def row_state(driver: Any, job_id: str) -> str | None:
-    """The state cell of ``job_id``'s row on the page shown now (None while it reloads)."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-    from selenium.webdriver.common.by import By
+    """The state cell of ``job_id``'s row on the page shown now (None while it reloads).
 
+    The page reloads itself while a job is active, so the cell is found and read in one
+    script: a found element whose page then reloads fails to read in more ways than
+    Selenium maps to ``StaleElementReferenceException`` (Chromium's "Node with given id
+    does not belong to the document" is a plain ``WebDriverException``).
+    """
+    from selenium.common.exceptions import WebDriverException
+
+    script = "const cell = document.querySelector(arguments[0]); return cell && cell.innerText;"
     try:
-        return str(driver.find_element(By.CSS_SELECTOR, f"#job-{job_id} .state").text)
-    except (NoSuchElementException, StaleElementReferenceException):
+        text = driver.execute_script(script, f"#job-{job_id} .state")
+    except WebDriverException:  # the page went away between the query and the read
         return None
+    return str(text).strip() if text else None
 
 
 @pytest.mark.slow
