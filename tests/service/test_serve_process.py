@@ -107,9 +107,9 @@ def _status(served: Served, job_id: str) -> dict[str, Any]:
 def test_kill_9_mid_job_then_restart_and_resume_gives_identical_output(
     served: Served, tmp_path: Path
 ) -> None:
-    # k-NN: deterministic for a fixed fit sample, and slow enough per partition (about a
+    # k-NN: deterministic for a fixed fit sample, and slow enough per partition (about half
     # second) for the kill to land mid-scoring; progress is written at most every 0.5 s
-    lake = write_lake(tmp_path / "lake", parts=12, rows=20_000, seed=11)
+    lake = write_lake(tmp_path / "lake", parts=12, rows=8_000, seed=11)
     detector = {"name": "knn"}
     specs = {}
     for name in ("resumed", "straight"):
