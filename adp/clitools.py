@@ -129,6 +129,15 @@ def _killed_worker(exc: BaseException) -> AdpError:
     key = getattr(exc, "task", None) or (exc.args[0] if exc.args else None)
     tries = getattr(exc, "allowed_failures", None)
     times = f"{tries + 1} times" if isinstance(tries, int) else "repeatedly"
+    suspects = getattr(exc, "suspects", None)  # adp.jobs.killed.add_suspects
+    if isinstance(key, tuple) and len(key) > 1 and isinstance(suspects, list) and suspects[1:]:
+        parts = ", ".join(str(p) for p in suspects[:-1]) + f" and {suspects[-1]}"
+        return DataError(
+            f"partitions {parts} (task {one_line(str(key[0]), 80)!r}) were each on a worker "
+            f"that died, {times}: one of them kills the worker running it and may need more "
+            "memory than a worker has (split it, or raise cluster.memory_limit); nothing "
+            "was written"
+        )
     if isinstance(key, tuple) and len(key) > 1 and isinstance(key[-1], int):
         what = f"partition {key[-1]} (task {one_line(str(key[0]), 80)!r})"
     else:

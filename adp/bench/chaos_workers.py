@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import sys
 import threading
@@ -155,6 +156,13 @@ def worker_kills(
     }
 
 
+def _partitions_named(message: str | None) -> list[int]:
+    """The partitions an error names first ("partition 7 (task ..." or "partitions 7 and
+    17 (task ...")."""
+    found = re.match(r"partitions? ((?:\d+(?:, | and )?)+) \(task ", message or "")
+    return [int(n) for n in re.findall(r"\d+", found.group(1))] if found else []
+
+
 def poison_partition(root: Path, client: Any, *, index: int = 7) -> dict[str, Any]:
     """A partition that kills every worker reading it, in a job overwriting a committed
     output: the job fails naming the partition, the output stays byte-identical, no
@@ -169,12 +177,13 @@ def poison_partition(root: Path, client: Any, *, index: int = 7) -> dict[str, An
     message = _message(error)
     untouched = tree_digest(published) == before
     left = debris(published.parent, root / "state")
-    named = message is not None and f"partition {index} " in message
+    named = index in _partitions_named(message)
     return {
         "scenario": "poison_partition",
         "partition": index,
         "seconds": seconds,
         "error": message,
+        "suspects": getattr(error, "suspects", None),
         "names_partition": named,
         "one_line": message is not None and "\n" not in message,
         "output_untouched": untouched,
@@ -232,7 +241,7 @@ def oversized_partition(
     ):
         seconds, error = _run(job_spec(str(lake), str(parent / "scores")), client)
     message = _message(error)
-    named = message is not None and f"partition {index} " in message
+    named = index in _partitions_named(message)
     left = debris(parent, root / "state")
     return {
         "scenario": "oversized_partition",
@@ -241,6 +250,7 @@ def oversized_partition(
         "partition": index,
         "seconds": seconds,
         "error": message,
+        "suspects": getattr(error, "suspects", None),
         "names_partition": named,
         "output_absent": not (parent / "scores").exists(),
         "debris": left,

@@ -66,6 +66,7 @@ from adp.jobs.interrupts import (
     cancel_job_work,
     quiet_cancelled_gathers,
 )
+from adp.jobs.killed import suspects_named
 from adp.jobs.opening import open_source
 from adp.jobs.preflight import preflight, with_io_timeouts
 from adp.jobs.progress import ProgressCallback, StopCheck, compute_with_progress
@@ -247,6 +248,7 @@ def run_job(
                             client=c,
                         ),
                         lost_scheduler_is_an_error(c),
+                        suspects_named(c),  # a KilledWorker names every suspect partition
                     ):
                         result = _execute(
                             spec, sink, c, audit, show_progress=show_progress, console=console

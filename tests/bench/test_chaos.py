@@ -37,6 +37,26 @@ def test_a_killed_worker_error_names_the_partition() -> None:
     assert "4 times" in message and "\n" not in message
 
 
+def test_bystanders_of_a_killed_worker_are_named_with_it() -> None:
+    from distributed.scheduler import KilledWorker
+
+    from adp.bench.chaos_workers import _partitions_named
+
+    exc = KilledWorker(("read_parquet-0123abcd", 17), None, 3)  # type: ignore[arg-type]
+    exc.suspects = [7, 17]  # type: ignore[attr-defined]
+    message = str(translate_error(exc))
+    assert message.startswith("partitions 7 and 17 (task 'read_parquet-0123abcd') were each")
+    assert "4 times" in message and "\n" not in message
+    assert _partitions_named(message) == [7, 17]
+    exc.suspects = [3, 7, 17]  # type: ignore[attr-defined]
+    assert _partitions_named(str(translate_error(exc))) == [3, 7, 17]
+    exc.suspects = [17]  # type: ignore[attr-defined]  # alone: it killed the worker
+    assert str(translate_error(exc)).startswith(
+        "partition 17 (task 'read_parquet-0123abcd') killed"
+    )
+    assert _partitions_named(str(translate_error(exc))) == [17]
+
+
 def test_an_unreachable_store_is_not_blamed_on_the_file() -> None:
     refused = undecodable("lake/part-1.parquet", ConnectionRefusedError(111, "refused"))
     assert "endpoint is unreachable" in str(refused) and "corrupt" not in str(refused)
@@ -59,14 +79,14 @@ def test_a_worker_killed_at_any_point_changes_no_output_byte(
     three_workers: tuple[Client, Path],
 ) -> None:
     client, root = three_workers
-    result = worker_kills(root, client, partitions=40, rows=1000)
+    result = worker_kills(root, client, partitions=40, rows=1000, points=(0.1, 0.5, 0.9))
     assert result["baseline_files"] == 40
-    assert [run["at"] for run in result["runs"]] == [0.1, 0.3, 0.5, 0.7, 0.9]
+    assert [run["at"] for run in result["runs"]] == [0.1, 0.5, 0.9]
     for run in result["runs"]:
         assert run["killed"] and run["staged_at_kill"] >= run["at_parts"], run
         assert run["error"] is None and run["identical"], run
         assert run["strays"] == [] and run["debris"] == [], run
-    assert result["identical"] == 5 and result["passed"]
+    assert result["identical"] == 3 and result["passed"]
     pids = set(client.run(os.getpid).values())
     assert not pids & {run["killed_pid"] for run in result["runs"]}  # really killed
 
@@ -79,7 +99,10 @@ def test_a_partition_that_kills_its_worker_fails_the_job_naming_it(
         pytest.skip("needs the committed output of the worker-kill test")
     client.wait_for_workers(3, timeout=120)
     result = poison_partition(root, client, index=7)
-    assert result["error"].startswith("partition 7 (task 'read_parquet-"), result
+    # dask may also blame a partition queued on the dying worker beside the killer: the
+    # error names every partition that was there each time, the killer among them
+    assert result["names_partition"] and "(task 'read_parquet-" in result["error"], result
+    assert 7 in result["suspects"], result  # asked of the scheduler, not guessed
     assert result["one_line"] and result["output_untouched"] and result["debris"] == []
     assert result["passed"]
     # The nanny of the fourth worker to die may still be restarting it (CI once saw it
@@ -104,8 +127,8 @@ def test_bench_chaos_oversized_partition_names_it_within_the_deadline(tmp_path: 
 
 
 def test_signals_to_the_client_leave_no_debris_and_a_true_audit_trail(tmp_path: Path) -> None:
-    result = client_signals(tmp_path, runs=2, seed=1)
-    assert len(result["runs"]) == 6
+    result = client_signals(tmp_path, runs=1, seed=1)  # `adp bench chaos` runs more
+    assert len(result["runs"]) == 3
     for run in result["runs"]:
         assert run["debris"] == [] and run["unfinished_jobs"] == 0, run
         assert run["submitted_without_outcome"] == 0, run
