@@ -10,6 +10,11 @@ score every row. Single-process PyOD reads the lake with pandas and scores it wi
 ``decision_function`` call (for ECOD and COPOD that call re-fits on training + scored
 rows, which is what PyOD users get). ADP runs on a fresh LocalCluster of worker processes
 with one thread each; every run fits a new model, so no task result is reused.
+
+``--against isotree,h2o`` adds other isolation forests to the same run on the same lake
+(:mod:`adp.bench.peers`, the ``bench`` extra): each fits the sample PyOD fits and scores
+every row on 2 threads; ``speedup_vs_<peer>`` is the peer's seconds over ADP's on the most
+workers. A peer that cannot run here is reported as ``{"skipped": reason}``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from adp.bench.measure import peak_rss, timed, warm_workers
+from adp.bench.peers import PEER_DETECTOR, PEERS, draw_sample, parse_peers, run_peer
 from adp.errors import BenchmarkError
 
 FILE_ROWS = 125_000
@@ -84,12 +90,11 @@ def run_pyod(lake: Path, detector: str, sample_rows: int, seed: int = 0) -> Run:
     PyOD is warmed up first (imports, numba compilation) on 1,000 rows, untimed, as ADP's
     workers are: both sides are measured in their steady state.
     """
-    rng = np.random.default_rng(seed)
     warm = pd.read_parquet(first_file(lake)).to_numpy()[:1000]
     _build(detector).fit(warm).decision_function(warm)
     with timed() as whole:
         X = pd.read_parquet(lake).to_numpy(dtype=np.float64)
-        sample = X[np.sort(rng.choice(len(X), size=min(sample_rows, len(X)), replace=False))]
+        sample = draw_sample(X, sample_rows, seed)
         model = _build(detector)
         model.fit(sample)
         with timed() as scoring:
@@ -120,13 +125,12 @@ def measure_limit(lake: Path, detector: str, sample_rows: int, seed: int = 0) ->
     from adp.detect.registry import detector_info
 
     info = detector_info(detector)
-    rng = np.random.default_rng(seed)
     warm = pd.read_parquet(first_file(lake)).to_numpy(dtype=np.float64)[:1000]
     with threadpool_limits(1):
         info.scorer(_build(detector).fit(warm), warm).decision_function(warm)  # compile
         with timed() as read:
             X = pd.read_parquet(lake).to_numpy(dtype=np.float64)
-        sample = X[np.sort(rng.choice(len(X), size=min(sample_rows, len(X)), replace=False))]
+        sample = draw_sample(X, sample_rows, seed)
         with timed() as fit:
             model = _build(detector)
             model.fit(sample)
@@ -172,8 +176,32 @@ def bench_scoring(
     workers: tuple[int, ...] = (1, 2),
     sample_rows: int = 100_000,
     data_dir: Path = Path("data/bench"),
+    against: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Measure single-process PyOD and ADP with each worker count, in one run."""
+    """Measure single-process PyOD, ADP with each worker count and the peers, in one run.
+
+    Parameters
+    ----------
+    rows, features : int
+        Size of the lake (:func:`make_lake`).
+    detector : str
+        The detector every system fits.
+    workers : tuple of int, default (1, 2)
+        ADP's worker counts.
+    sample_rows : int, default 100_000
+        Rows of the fitting sample.
+    data_dir : pathlib.Path, default data/bench
+        Where the lake is written (or reused).
+    against : tuple of str, default ()
+        Peers of :mod:`adp.bench.peers` (only for the isolation forest).
+
+    Returns
+    -------
+    dict
+        The report: one entry per system, the limit and the ratios.
+    """
+    if against and detector != PEER_DETECTOR:
+        raise ValueError(f"peers exist only for the {PEER_DETECTOR} detector, not {detector}")
     lake = make_lake(rows, features, data_dir)
     result: dict[str, Any] = {"rows": rows, "features": features, "detector": detector}
     pyod = run_pyod(lake, detector, sample_rows)
@@ -191,7 +219,69 @@ def bench_scoring(
     result["score_speedup_vs_pyod"] = round(pyod.score_seconds / best.score_seconds, 3)
     if 1 in adp_runs and 2 in adp_runs:
         result["scaling_2_vs_1"] = round(adp_runs[1].seconds / adp_runs[2].seconds, 3)
+    for peer in against:
+        result[peer] = run_peer(peer, lake, sample_rows)
+        if "seconds" in result[peer]:
+            result[f"speedup_vs_{peer}"] = round(result[peer]["seconds"] / best.seconds, 3)
     return result
+
+
+def _against(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    try:
+        return parse_peers(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
+def _peer_label(name: str, run: dict[str, Any]) -> str:
+    if name == "h2o":
+        parts = run.get("parts", {})
+        detail = ", ".join(f"{k.replace('_', '/')} {v:.1f}" for k, v in parts.items())
+        label = f"H2O {run.get('version', '')} `H2OIsolationForestEstimator`"
+        return f"{label}, {run.get('threads')} threads ({detail})"
+    return f"{name} {run.get('version', '')}, {run.get('threads')} threads"
+
+
+def table(result: dict[str, Any]) -> str:
+    """The report's systems as a Markdown table (peers that did not run say why), for
+    people; ``--json`` gives every figure.
+
+    Parameters
+    ----------
+    result : dict
+        A report of :func:`bench_scoring`.
+
+    Returns
+    -------
+    str
+    """
+    lines = ["| system | seconds | score seconds | rows/s |", "|---|---:|---:|---:|"]
+
+    def row(label: str, run: dict[str, Any]) -> None:
+        lines.append(
+            f"| {label} | {run['seconds']:.1f} | {run['score_seconds']:.1f} "
+            f"| {run['rows_per_second']:,.0f} |"
+        )
+
+    for key in sorted(k for k in result if k.startswith("adp_") and k.endswith("_workers")):
+        count = int(key.split("_")[1])
+        row(f"ADP, {count} worker{'s' if count > 1 else ''}", result[key])
+    row("PyOD, one process", result["pyod"])
+    for name in PEERS:
+        run = result.get(name)
+        if run is None:
+            continue
+        if "seconds" in run:
+            row(_peer_label(name, run), run)
+        else:
+            lines.append(f"| {name}: {run.get('skipped') or run.get('failed')} | - | - | - |")
+    speedups = [
+        f"{k.removeprefix('speedup_vs_')} {v}x"
+        for k, v in result.items()
+        if k.startswith("speedup_vs_")
+    ]
+    lines += ["", f"ADP on the most workers, speedup vs: {', '.join(speedups)}"]
+    return "\n".join(lines)
 
 
 @click.command("scoring")
@@ -203,6 +293,14 @@ def bench_scoring(
 @click.option(
     "--data-dir", default="data/bench", show_default=True, type=click.Path(path_type=Path)
 )
+@click.option(
+    "--against",
+    default=None,
+    callback=_against,
+    metavar="PEERS",
+    help=f"Comma-separated peers run on the same lake ({', '.join(PEERS)}); "
+    f"only for --detector {PEER_DETECTOR}; needs the bench extra.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def scoring(
     rows: int,
@@ -211,12 +309,20 @@ def scoring(
     workers: str,
     sample_rows: int,
     data_dir: Path,
+    against: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Throughput of ADP (1 and 2 workers) against single-process PyOD."""
+    """Throughput of ADP (1 and 2 workers) against single-process PyOD (and peers)."""
+    if against and detector != PEER_DETECTOR:
+        raise click.BadParameter(
+            f"peers exist only for --detector {PEER_DETECTOR}, not {detector}",
+            param_hint="'--against'",
+        )
     counts = tuple(int(w) for w in workers.split(","))
-    result = bench_scoring(rows, features, detector, counts, sample_rows, data_dir)
+    result = bench_scoring(rows, features, detector, counts, sample_rows, data_dir, against)
     if as_json:
         click.echo(json.dumps(result))
         return
     click.echo(json.dumps(result, indent=2))
+    click.echo()
+    click.echo(table(result))
