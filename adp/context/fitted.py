@@ -47,6 +47,7 @@ from adp.context.spec import Context
 from adp.context.stl import fit_stl_partition, require_stl
 from adp.context.windows import group_starts, rolling
 from adp.errors import DataError, bounded
+from adp.graphs import flat_delayed
 
 __all__ = ["FittedContext", "by_entity", "fit_context"]
 
@@ -369,7 +370,8 @@ def fit_context(
             bins = context.bins
         else:
             counts = [dask.delayed(_steps)(p, context, columns) for p in parts]
-            bins = dask.delayed(_choose)(counts, int(period.value))
+            # one layer: every partition's profile task below depends on it
+            bins = flat_delayed(dask.delayed(_choose)(counts, int(period.value)))
     profiles = [dask.delayed(_fit_part)(p, context, columns, bins) for p in parts]
     combined, bins, encoded = dask.compute(
         dask.delayed(combine)(profiles, bins, len(columns)), bins, encodings

@@ -31,6 +31,7 @@ from dask.delayed import Delayed
 
 from adp.detect.contamination import check_contamination
 from adp.errors import ConfigError, DataError, DetectorError
+from adp.graphs import flat_delayed
 
 _SPLIT_EVERY = 16
 
@@ -230,19 +231,6 @@ def _tree_reduce(items: list[Any], combine: Callable[[Sequence[Any]], Any]) -> D
     return dask.delayed(_combine_args)(combine, *level)
 
 
-def _flat(value: Any) -> Any:
-    """A pass's result as a Delayed of one graph layer (other values as they are).
-
-    Every per-partition task of the next pass depends on this result. Left as the tree of
-    one-layer Delayed objects it was built from, each such task's graph would merge all of
-    its layers again: quadratic in the partitions (12.6 s and 0.5 GB to build 2,000
-    partitions' threshold, 10,000 exhausted 24 GB). One flat layer is shared by reference.
-    """
-    if not isinstance(value, Delayed):
-        return value
-    return Delayed(value.key, dict(value.__dask_graph__()))
-
-
 def kth_largest(
     scores: dd.Series, fraction: float, bins: int = 4096, step: Step | None = None
 ) -> Delayed:
@@ -270,11 +258,13 @@ def kth_largest(
     """
     materialise: Step = step or (lambda value: value)
     parts = scores.to_delayed()
-    stats = _flat(materialise(_tree_reduce([dask.delayed(_stats)(p) for p in parts], _merge_stats)))
+    stats = flat_delayed(
+        materialise(_tree_reduce([dask.delayed(_stats)(p) for p in parts], _merge_stats))
+    )
     lo = dask.delayed(operator.getitem)(stats, 1)
     hi = dask.delayed(operator.getitem)(stats, 2)
     hists = [dask.delayed(_histogram)(p, lo, hi, bins) for p in parts]
-    window = _flat(
+    window = flat_delayed(
         materialise(dask.delayed(_locate)(stats, _tree_reduce(hists, _sum_arrays), fraction))
     )
     candidates = [dask.delayed(_candidates)(p, window, lo, hi, bins) for p in parts]
