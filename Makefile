@@ -46,7 +46,10 @@ ci-deps:
 TEST_WORKERS ?= 2
 XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
-test: lint ci-deps
+# Debian's packages (network and disk) install while pip does, then lint, then the suite.
+test:
+	$(MAKE) --no-print-directory -j2 $(VENV)/.installed-dev ci-deps
+	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest $(XDIST)
 
 # The developer's loop: every test not marked slow (CI runs them all through `make test`).

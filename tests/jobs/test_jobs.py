@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -206,45 +202,6 @@ def test_adp_run_cli_reports_spec_errors(tmp_path) -> None:
     proc = subprocess.run([*ADP, "run", str(job)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "source.colour: unknown field" in proc.stderr
-
-
-@pytest.mark.slow
-def test_killed_worker_costs_time_not_rows(tmp_path) -> None:
-    """Kill one of three worker processes mid-job: every input row is written once."""
-    from distributed import Client, LocalCluster
-
-    lake = _lake(tmp_path / "lake", files=24, rows=1000)
-    out = tmp_path / "scores"
-    spec = JobSpec.from_dict(
-        _spec(lake, out, detector={"name": "knn", "params": {"n_neighbors": 20}})
-    )
-    with (
-        LocalCluster(n_workers=3, threads_per_worker=1, processes=True) as cluster,
-        Client(cluster) as c,
-    ):
-        pids = c.run(os.getpid)
-        errors: list[BaseException] = []
-
-        def work() -> None:
-            try:
-                run_job(spec, client=c, show_progress=False)
-            except BaseException as exc:  # surfaced below
-                errors.append(exc)
-
-        thread = threading.Thread(target=work)
-        thread.start()
-        deadline = time.time() + 120
-        victim = next(iter(pids.values()))
-        while time.time() < deadline:  # wait until the first scored partitions are staged
-            if list(tmp_path.glob(".scores.adp-staging-*/raw/part.*")):
-                break
-            time.sleep(0.05)
-        os.kill(victim, signal.SIGKILL)
-        thread.join(timeout=300)
-        assert not errors, errors
-    written = pd.read_parquet(out)
-    assert len(written) == 24_000
-    assert not written.duplicated(["sensor_id", "seq"]).any()
 
 
 def test_job_writes_a_database_table_idempotently(client, tmp_path) -> None:

@@ -189,7 +189,7 @@ def test_sigterm_stops_running_jobs_as_interrupted_and_the_cluster_with_them(
 ) -> None:
     import psutil
 
-    lake = write_lake(tmp_path / "lake", parts=8, rows=20_000, seed=5)
+    lake = write_lake(tmp_path / "lake", parts=8, rows=8_000, seed=5)
     spec = job_spec(lake, tmp_path / "out", detector={"name": "knn"})
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(spec))
