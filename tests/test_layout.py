@@ -14,7 +14,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "adp"
 
-#: The map's order, bottom first (the ground-floor helpers paths, lazy and clitools included).
+#: The map's order, bottom first (the ground-floor helpers paths, lazy, graphs and clitools
+#: included).
 LAYERS = {
     "errors": 0,
     "config": 0,
@@ -22,6 +23,7 @@ LAYERS = {
     "paths": 0,
     "lazy": 0,
     "redact": 0,
+    "graphs": 0,
     "clitools": 0,
     "io": 1,
     "observe": 1,

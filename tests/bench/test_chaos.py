@@ -97,7 +97,8 @@ def test_a_partition_that_kills_its_worker_fails_the_job_naming_it(
     client, root = three_workers
     if not (root / "base" / "scores" / "_adp_manifest.json").exists():
         pytest.skip("needs the committed output of the worker-kill test")
-    client.wait_for_workers(3, timeout=120)
+    # two suffice; under a loaded machine a nanny may give up restarting the third killed worker
+    client.wait_for_workers(2, timeout=120)
     result = poison_partition(root, client, index=7)
     # dask may also blame a partition queued on the dying worker beside the killer: the
     # error names every partition that was there each time, the killer among them
