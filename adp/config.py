@@ -58,7 +58,7 @@ class FitSettings(_Section):
 
 class ScoreSettings(_Section):
     threshold_bins: int = Field(4096, alias="threshold-bins", ge=16)
-    ship_models: bool = Field(False, alias="ship-models")
+    ship_models: bool = Field(True, alias="ship-models")
 
 
 class IOSettings(_Section):

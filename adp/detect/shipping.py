@@ -119,11 +119,22 @@ def _collected(cache_key: tuple[str, str], owner_id: int, _: weakref.ref[Any]) -
 
 
 def _submit(client: Any, scorer: Any, key: str) -> Any:
-    """The model as a persisted task of ``client`` (the one transfer of the model)."""
+    """The model as a persisted task of ``client`` (the one transfer of the model), in
+    memory on the cluster when this returns.
+
+    Waiting matters: the scheduler handles graph submissions concurrently (each one's
+    deserialisation is offloaded), so a small scoring graph sent right after the model's
+    large graph can be checked first, find no task for the model's key and be cancelled
+    for "lost dependencies". Only the status is waited for; the model does not come back.
+    """
+    from distributed import wait
+
     with warnings.catch_warnings():
         # Sending the model once is the point; the warning is for sending it every time.
         warnings.filterwarnings("ignore", message="Sending large graph")
-        return client.compute(dask.delayed(scorer, name=key))
+        future = client.compute(dask.delayed(scorer, name=key))
+    wait([future])
+    return future
 
 
 def model_ref(owner: object, scorer: Any, model_id: str) -> Delayed:
@@ -142,12 +153,12 @@ def model_ref(owner: object, scorer: Any, model_id: str) -> Delayed:
     Returns
     -------
     Delayed
-        With ``adp.score.ship-models`` (off by default) and a distributed client: a
+        With ``adp.score.ship-models`` (on by default) and a distributed client: a
         reference to the model's future on that client (submitted on the first call,
         reused after). Else the model embedded in the graph.
     """
     key = f"adp-model-{model_id}"
-    client = distributed_client() if dask.config.get("adp.score.ship-models", False) else None
+    client = distributed_client() if dask.config.get("adp.score.ship-models", True) else None
     if client is None:
         return dask.delayed(scorer, name=key)
     cache_key = (str(client.id), key)

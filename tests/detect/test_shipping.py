@@ -7,6 +7,8 @@ import pickle
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import dask
 import dask.dataframe as dd
@@ -30,12 +32,16 @@ def _frame(rows: int = 20_000, features: int = 10, seed: int = 0) -> pd.DataFram
 
 @pytest.fixture(autouse=True)
 def ship_models() -> Iterator[None]:
-    """Shipping is off by default (``adp.score.ship-models``): these tests turn it on."""
+    """Shipping is on by default (``adp.score.ship-models``): on here whatever the config."""
     with dask.config.set({"adp.score.ship-models": True}):
         yield
 
 
-def test_by_default_the_model_is_embedded_in_the_graph(client: Client) -> None:
+def test_with_shipping_off_the_model_is_embedded_in_the_graph(client: Client) -> None:
+    import yaml
+
+    defaults = yaml.safe_load((Path(adp.__file__).parent / "adp.yaml").read_text())
+    assert defaults["adp"]["score"]["ship-models"] is True  # on unless a user turns it off
     det = adp.Detector("ecod").fit(dd.from_pandas(_frame(2000), npartitions=2))
     with dask.config.set({"adp.score.ship-models": False}):
         ref = det.model_ref()
@@ -148,3 +154,24 @@ def test_a_closed_client_leaves_nothing_behind(client: Client, fitted) -> None:
     assert ref is not None and key not in shipping.shipped_keys(other)
     assert key in shipping.shipped_keys(client)  # the session client's own copy is intact
     np.testing.assert_array_equal(det.decision_function(ddf).compute(), expected)
+
+
+class _Owner:
+    """Stands for a fitted detector: model_ref keeps the model while its owner lives."""
+
+
+def _model_states(dask_scheduler: Any) -> dict[str, str]:
+    return {str(k): ts.state for k, ts in dask_scheduler.tasks.items() if str(k).startswith("adp-")}
+
+
+def test_the_model_is_in_memory_on_the_cluster_when_model_ref_returns(client: Client) -> None:
+    # The scheduler handles graph submissions concurrently: a scoring graph sent just after
+    # the model's large one could be checked first, find no task for the model's key and be
+    # cancelled for "lost dependencies" (2 of 3 gateway jobs failed so). So model_ref only
+    # returns once the scheduler holds the model.
+    for i in range(3):
+        owner, key = _Owner(), f"race-{i}-{time.time_ns()}"
+        ref = shipping.model_ref(owner, np.full(1_000_000, float(i)), key)
+        assert client.run_on_scheduler(_model_states)[f"adp-model-{key}"] == "memory"
+        assert client.compute(dask.delayed(np.sum)(ref)).result() == 1_000_000 * i
+        del owner
