@@ -353,12 +353,31 @@ def browser(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
 
 def follow(driver: Any, element: Any) -> None:
     """Click ``element`` and wait until the page it was on has gone."""
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
     page = driver.find_element("tag name", "html")
     element.click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 30).until(lambda _: _gone(page))
+
+
+def _gone(element: Any) -> bool:
+    """Whether ``element``'s page has been replaced.
+
+    Selenium's ``staleness_of`` only knows ``StaleElementReferenceException``; Chromium 156
+    may instead answer "Node with given id does not belong to the document", a plain
+    ``WebDriverException``, for an element of a page that has gone.
+    """
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
+    return False
 
 
 def sign_in(driver: Any, base: str, token: str) -> None:
