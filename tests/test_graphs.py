@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dask
+import pytest
 
 from adp.graphs import flat_delayed
 
@@ -24,3 +25,15 @@ def test_other_values_pass_through() -> None:
     marker = object()
     assert flat_delayed(marker) is marker
     assert flat_delayed(3.5) == 3.5
+
+
+def test_tree_reduce_combines_every_item_whatever_the_fan_in() -> None:
+    from adp.graphs import tree_reduce
+
+    items = [dask.delayed(int)(i) for i in range(100)]
+    for split_every in (2, 8, 16, 200):
+        total = tree_reduce(items, sum, split_every=split_every)
+        assert total.compute(scheduler="sync") == 4950
+    assert tree_reduce([7], sum).compute(scheduler="sync") == 7  # a value is wrapped
+    with pytest.raises(ValueError, match="at least 2"):
+        tree_reduce(items, sum, split_every=1)

@@ -12,12 +12,15 @@ sample or not by its own hash, never by which partition it came in.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 from dask.delayed import Delayed
+
+from adp.graphs import tree_reduce
 
 __all__ = ["sample_rows"]
 
@@ -59,8 +62,5 @@ def sample_rows(ddf: dd.DataFrame, columns: Sequence[str], rows: int) -> Delayed
     """
     rows = max(1, int(rows))
     level = [dask.delayed(_bottom)(p, rows) for p in ddf[list(columns)].to_delayed()]
-    while len(level) > 1:
-        level = [
-            dask.delayed(_merge)(level[i : i + FAN_IN], rows) for i in range(0, len(level), FAN_IN)
-        ]
-    return dask.delayed(_frame)(level[0])
+    merged = tree_reduce(level, partial(_merge, rows=rows), split_every=FAN_IN)
+    return dask.delayed(_frame)(merged)

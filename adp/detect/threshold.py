@@ -31,9 +31,7 @@ from dask.delayed import Delayed
 
 from adp.detect.contamination import check_contamination
 from adp.errors import ConfigError, DataError, DetectorError
-from adp.graphs import flat_delayed
-
-_SPLIT_EVERY = 16
+from adp.graphs import flat_delayed, tree_reduce
 
 
 def top_count(fraction: float, n: int) -> int:
@@ -212,25 +210,6 @@ def _pick(candidates: tuple[np.ndarray, np.ndarray], window: _Window | float) ->
     return float(values[position])
 
 
-def _combine_args(combine: Callable[[Sequence[Any]], Any], *items: Any) -> Any:
-    return combine(items)
-
-
-def _tree_reduce(items: list[Any], combine: Callable[[Sequence[Any]], Any]) -> Delayed:
-    # Items go in as separate arguments: a list argument of Delayed objects makes dask
-    # rebuild and cull the whole graph at every node, quadratic in the partitions (about
-    # 20x slower to build at 400 partitions).
-    level = list(items)
-    while len(level) > 1:
-        level = [
-            dask.delayed(_combine_args)(combine, *level[i : i + _SPLIT_EVERY])
-            for i in range(0, len(level), _SPLIT_EVERY)
-        ]
-    if isinstance(level[0], Delayed):
-        return level[0]
-    return dask.delayed(_combine_args)(combine, *level)
-
-
 def kth_largest(
     scores: dd.Series, fraction: float, bins: int = 4096, step: Step | None = None
 ) -> Delayed:
@@ -259,16 +238,16 @@ def kth_largest(
     materialise: Step = step or (lambda value: value)
     parts = scores.to_delayed()
     stats = flat_delayed(
-        materialise(_tree_reduce([dask.delayed(_stats)(p) for p in parts], _merge_stats))
+        materialise(tree_reduce([dask.delayed(_stats)(p) for p in parts], _merge_stats))
     )
     lo = dask.delayed(operator.getitem)(stats, 1)
     hi = dask.delayed(operator.getitem)(stats, 2)
     hists = [dask.delayed(_histogram)(p, lo, hi, bins) for p in parts]
     window = flat_delayed(
-        materialise(dask.delayed(_locate)(stats, _tree_reduce(hists, _sum_arrays), fraction))
+        materialise(dask.delayed(_locate)(stats, tree_reduce(hists, _sum_arrays), fraction))
     )
     candidates = [dask.delayed(_candidates)(p, window, lo, hi, bins) for p in parts]
-    return dask.delayed(_pick)(_tree_reduce(candidates, _merge_candidates), window)
+    return dask.delayed(_pick)(tree_reduce(candidates, _merge_candidates), window)
 
 
 def _flag_partition(part: pd.DataFrame, threshold: float) -> pd.DataFrame:
