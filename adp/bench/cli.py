@@ -29,6 +29,7 @@ from adp.clitools import LazyGroup
         "small": "adp.bench.small:small",
         "shipping": "adp.bench.shipping:shipping",
         "ranks": "adp.bench.ranks:ranks",
+        "passes": "adp.bench.profile_pass:passes",
     },
 )
 def bench() -> None:

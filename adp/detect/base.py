@@ -14,6 +14,7 @@ parameters and in how they plan the fit (:meth:`BaseDetector._plan_fit`).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from typing import Any, Self
@@ -26,10 +27,16 @@ from adp.context.spec import Context
 from adp.detect import fitting, local, shipping
 from adp.detect.detection import ScoreStage, raw_scores, run_detection
 from adp.detect.features import resolve_features
+from adp.detect.inspection import (
+    Inspection,
+    inspect_apart,
+    plan_inspected_sample,
+    same_partitions,
+)
 from adp.detect.sampling import plan_sample
 from adp.detect.threshold import Threshold, check_contamination, from_spec
 from adp.errors import DetectorError, NotFittedError
-from adp.io.validate import MissingPolicy, apply_missing_policy
+from adp.io.validate import MissingPolicy, apply_missing_policy, policy_partition
 
 #: The fit strategies :meth:`BaseDetector.fit` accepts.
 STRATEGIES = fitting.STRATEGIES
@@ -230,6 +237,7 @@ class BaseDetector:
         strategy: str = "sample",
         n_models: int | None = None,
         missing: MissingPolicy = "fail",
+        inspect: Inspection | None = None,
     ) -> Self:
         """Fit on a uniform random sample of ``ddf``, drawn and fitted on the cluster.
 
@@ -262,6 +270,13 @@ class BaseDetector:
             such rows out, or fill them with each feature's median over the whole of
             ``ddf`` (computed here, stored as ``medians_``). Stored as ``missing_`` and
             applied the same way, with the same medians, by every scoring verb.
+        inspect : Inspection, optional
+            Work to run on every partition of ``ddf`` as read (all its columns) and to
+            conclude before the model is fitted, such as a job's data profile and quality
+            gate (:class:`adp.detect.inspection.Inspection`). It runs in the pass that
+            draws the sample when it can (without a ``context``), so a source with
+            partition lengths in its metadata (Parquet) is read once for both; with a
+            ``context`` it runs in a pass of its own, first.
 
         Returns
         -------
@@ -293,6 +308,9 @@ class BaseDetector:
         if n_models is not None and int(n_models) < 1:
             raise DetectorError(f"n_models must be at least 1, got {n_models!r}")
         context = self._context()
+        if inspect is not None and context is not None:
+            inspect_apart(ddf, inspect)  # the context's passes shuffle: inspect first
+            inspect = None
         if context is not None:
             exclude = [*exclude, *context.used_columns()]
         chosen = resolve_features(ddf, features, exclude=exclude, key=key, context=context)
@@ -311,19 +329,36 @@ class BaseDetector:
             sample_rows = min(sample_rows, cap)
         if random_state is None:
             random_state = self._default_seed()
-        # "fail" and "impute_median" keep every row: the lengths can come from the source's
-        # metadata (Parquet footers) instead of a count.
-        parts, counts, size, total = plan_sample(
-            prepared,
-            sample_rows,
-            random_state,
-            lengths_from=None if missing == "drop" or context else ddf[chosen],
-        )
+        # one small in-memory partition: fitted here, not on the cluster (adp.detect.local)
+        scheduler = None if context is not None else local.scheduler_for(ddf[chosen])
+        if inspect is not None and not same_partitions(ddf, prepared):
+            inspect_apart(ddf, inspect)
+            inspect = None
+        if inspect is not None:
+            prepare = functools.partial(
+                policy_partition, features=chosen, policy=missing, medians=medians
+            )
+            parts, counts, size, total = plan_inspected_sample(
+                ddf,
+                prepare,
+                sample_rows,
+                random_state,
+                inspect,
+                keeps_rows=missing != "drop",
+                scheduler=scheduler,
+            )
+        else:
+            # "fail" and "impute_median" keep every row: the lengths can come from the
+            # source's metadata (Parquet footers) instead of a count.
+            parts, counts, size, total = plan_sample(
+                prepared,
+                sample_rows,
+                random_state,
+                lengths_from=None if missing == "drop" or context else ddf[chosen],
+            )
         if n_models is None:
             n_models = _default_n_models(len(parts))
         planned = self._plan_fit(parts, counts, chosen, strategy, int(n_models), random_state)
-        # one small in-memory partition: fitted here, not on the cluster (adp.detect.local)
-        scheduler = None if context is not None else local.scheduler_for(ddf[chosen])
         result: fitting.FitResult = planned.compute(scheduler=scheduler)
         self.features_ = chosen
         self.scorer_ = result.scorer

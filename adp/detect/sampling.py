@@ -11,7 +11,8 @@ from dask.delayed import Delayed
 from adp.errors import ConfigError, DataError
 
 
-def _take(part: pd.DataFrame, count: int, seed: np.random.SeedSequence) -> pd.DataFrame:
+def draw(part: pd.DataFrame, count: int, seed: np.random.SeedSequence) -> pd.DataFrame:
+    """``count`` rows of ``part`` drawn without replacement (in their order), or all of it."""
     if count >= len(part):
         return part
     rng = np.random.default_rng(seed)
@@ -47,6 +48,15 @@ def known_lengths(ddf: dd.DataFrame, n_partitions: int) -> list[int] | None:
     if not isinstance(expr, Literal) or len(expr.value) != n_partitions:
         return None
     return [int(n) for n in expr.value]
+
+
+def sample_counts(lengths: list[int], sample_rows: int, seed: np.random.SeedSequence) -> np.ndarray:
+    """Rows to draw from each partition of ``lengths`` rows for a uniform sample of at most
+    ``sample_rows`` rows (multivariate hypergeometric; every row when there are fewer)."""
+    size = min(sample_rows, sum(lengths))
+    if size == sum(lengths):
+        return np.asarray(lengths)
+    return np.random.default_rng(seed).multivariate_hypergeometric(np.asarray(lengths), size)
 
 
 def plan_sample(
@@ -97,14 +107,10 @@ def plan_sample(
         raise DataError("the dataset has no rows: nothing to fit on")
     seed = np.random.SeedSequence(random_state)
     size = min(sample_rows, total)
-    if size == total:
-        counts = np.asarray(lengths)
-    else:
-        rng = np.random.default_rng(seed)
-        counts = rng.multivariate_hypergeometric(np.asarray(lengths), size)
+    counts = sample_counts(lengths, sample_rows, seed)
     children = seed.spawn(len(lengths))
     chosen = [
-        (dask.delayed(_take)(part, int(count), child), int(count))
+        (dask.delayed(draw)(part, int(count), child), int(count))
         for part, count, child in zip(partitions, counts, children, strict=True)
         if count > 0
     ]

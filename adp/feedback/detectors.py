@@ -37,6 +37,7 @@ from dask.delayed import Delayed
 from adp.detect.base import BaseDetector
 from adp.detect.combine import EnsembleScorer
 from adp.detect.features import feature_matrix
+from adp.detect.inspection import Inspection, inspect_apart
 from adp.detect.sampling import plan_sample
 from adp.detect.scorers import Scorer
 from adp.detect.threshold import FixedScore, Threshold, check_contamination
@@ -164,6 +165,7 @@ class LearnedDetector(BaseDetector, ABC):
         strategy: str = "sample",
         n_models: int | None = None,
         missing: MissingPolicy | None = None,
+        inspect: Inspection | None = None,
     ) -> Self:
         """Learn from the labelled rows of ``ddf``; the parent stays as fitted.
 
@@ -188,6 +190,9 @@ class LearnedDetector(BaseDetector, ABC):
         missing : None
             The parent's fitted missing-value policy always applies; giving another one
             is refused.
+        inspect : Inspection, optional
+            Run on every partition of ``ddf`` and concluded before learning, in a pass of
+            its own (see :meth:`adp.detect.base.BaseDetector.fit`).
 
         Returns
         -------
@@ -221,6 +226,8 @@ class LearnedDetector(BaseDetector, ABC):
                 f"the label column {label!r} is not in the data (columns: "
                 f"{list(ddf.columns)[:20]}): add it with adp.feedback.with_labels(...)"
             )
+        if inspect is not None:
+            inspect_apart(ddf, inspect)
         prepared = base.prepare(ddf[[*chosen, label]])
         labelled = prepared[~prepared[label].isna()]
         seed = self.random_state if random_state is None else random_state

@@ -201,7 +201,9 @@ class DataProfile:
         return self.render()
 
 
-def _summarise(part: pd.DataFrame) -> dict[str, Any]:
+def summarise_partition(part: pd.DataFrame) -> dict[str, Any]:
+    """One partition's share of a :class:`DataProfile` (rows, and per column: nulls,
+    non-finite values, range or two distinct values); merged by :func:`profile_from`."""
     columns = {}
     for name in part.columns:
         series = part[name]
@@ -274,21 +276,56 @@ def profile(
     DataProfile
         With ``to_dict()`` for the job summary and ``render()`` for people.
     """
-    tasks = [dask.delayed(_summarise)(part) for part in ddf.to_delayed()]
-    batches: list[Delayed] = []
-    if source is not None:
-        from adp.io.lake import data_files, infer_format
-        from adp.io.read import source_kind
-
-        if source_kind(source) == "lake" and infer_format(source, storage_options) == "parquet":
-            import fsspec
-
-            fs, _ = fsspec.core.url_to_fs(source, **(storage_options or {}))
-            batches = footer_tasks(fs, data_files(source, storage_options))
+    tasks = [dask.delayed(summarise_partition)(part) for part in ddf.to_delayed()]
+    batches = _footer_batches(source, storage_options)
     results = dask.compute(*tasks, *batches)  # one pass: partitions and footers together
-    summaries = list(results[: len(tasks)])
     footers = [footer for batch in results[len(tasks) :] for footer in batch]
-    rows, empty, columns = _merge(ddf._meta, summaries)
+    return _assemble(ddf._meta, list(results[: len(tasks)]), footers)
+
+
+def profile_from(
+    meta: pd.DataFrame,
+    summaries: list[dict[str, Any]],
+    *,
+    source: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> DataProfile:
+    """The :class:`DataProfile` of partitions already summarised by
+    :func:`summarise_partition` (in another pass over the data, such as the fit sample's:
+    :class:`adp.detect.inspection.Inspection`); a Parquet ``source``'s footers are read here.
+
+    Parameters
+    ----------
+    meta : pandas.DataFrame
+        The frame's empty meta (its columns and dtypes).
+    summaries : list of dict
+        One per partition, in order.
+    source, storage_options
+        As for :func:`profile`.
+    """
+    batches = _footer_batches(source, storage_options)
+    footers = [footer for batch in dask.compute(*batches) for footer in batch]
+    return _assemble(meta, summaries, footers)
+
+
+def _footer_batches(source: str | None, storage_options: dict[str, Any] | None) -> list[Delayed]:
+    if source is None:
+        return []
+    from adp.io.lake import data_files, infer_format
+    from adp.io.read import source_kind
+
+    if source_kind(source) != "lake" or infer_format(source, storage_options) != "parquet":
+        return []
+    import fsspec
+
+    fs, _ = fsspec.core.url_to_fs(source, **(storage_options or {}))
+    return footer_tasks(fs, data_files(source, storage_options))
+
+
+def _assemble(
+    meta: pd.DataFrame, summaries: list[dict[str, Any]], footers: list[Any]
+) -> DataProfile:
+    rows, empty, columns = _merge(meta, summaries)
     return DataProfile(
         rows=rows,
         partitions=len(summaries),

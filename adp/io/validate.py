@@ -69,6 +69,30 @@ def _impute_partition(
     return out
 
 
+def policy_partition(
+    part: pd.DataFrame,
+    number: int,
+    *,
+    features: Sequence[str],
+    policy: MissingPolicy,
+    medians: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """The feature columns of one pandas partition under ``policy``: what
+    :func:`apply_missing_policy` maps over a frame, for the partition numbered ``number``.
+
+    ``medians`` are required for ``impute_median`` (from :func:`apply_missing_policy`).
+    """
+    chosen = list(features)
+    columns = part[chosen]
+    if policy == "fail":
+        return _fail_partition(columns, chosen, {"number": number})
+    if policy == "drop":
+        return _drop_partition(columns, chosen)
+    if medians is None:
+        raise ConfigError("impute_median needs the fit-time medians")
+    return _impute_partition(columns, chosen, {c: float(medians[c]) for c in chosen})
+
+
 def _check_features(ddf: dd.DataFrame, features: Sequence[str]) -> list[str]:
     features = list(features)
     missing = [c for c in features if c not in ddf.columns]

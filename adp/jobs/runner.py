@@ -49,7 +49,8 @@ from adp.cluster import cluster_for
 from adp.cluster.lost import lost_scheduler_is_an_error, scheduler_lost
 from adp.detect.base import BaseDetector
 from adp.detect.detection import run_detection
-from adp.io.profile import DataProfile, profile
+from adp.detect.inspection import Inspection, inspect_apart
+from adp.io.profile import DataProfile, profile_from, summarise_partition
 from adp.io.sinks import Sink, WrittenPart, manifest_for
 from adp.jobs.building import (
     build_detector,
@@ -368,18 +369,24 @@ def _execute(
     used = context.used_columns() if context else []
     opened = open_source(source, extra=[label, kind, *used], context=context)
     ddf = opened.frame
-    data_profile = None
-    if spec.profile or audit.quality_gate is not None:
-        t0 = time.perf_counter()
-        data_profile = profile(ddf, source=source.uri, storage_options=source.storage_options)
-        stage_seconds["profile"] = time.perf_counter() - t0
-        if audit.quality_gate is not None:
-            audit.quality_gate(data_profile)
-
-    t0 = time.perf_counter()
     kept = audit.keeper.load() if audit.keeper is not None else None
     detector = kept[0] if kept is not None else build_detector(spec)
+    profiled: list[DataProfile] = []
+
+    def conclude(summaries: list[dict[str, Any]]) -> None:
+        found = profile_from(
+            ddf._meta, summaries, source=source.uri, storage_options=source.storage_options
+        )
+        profiled.append(found)
+        if audit.quality_gate is not None:
+            audit.quality_gate(found)
+
+    inspection = None
+    if spec.profile or audit.quality_gate is not None:
+        inspection = Inspection(summarise_partition, conclude)
+    t0 = time.perf_counter()
     if not detector.is_fitted:
+        # the profile (and the quality gate) ride on the sample's pass over the source
         detector.fit(
             ddf,
             opened.features,
@@ -388,7 +395,11 @@ def _execute(
             key=source.key,
             strategy=spec.fit.strategy,
             missing=source.missing,
+            inspect=inspection,
         )
+    elif inspection is not None:
+        inspect_apart(ddf, inspection)
+    data_profile = profiled[0] if profiled else None
     stage_seconds["fit"] = time.perf_counter() - t0
 
     def compute(tasks: Sequence[Any], what: str) -> list[Any]:
