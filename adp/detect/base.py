@@ -14,7 +14,6 @@ parameters and in how they plan the fit (:meth:`BaseDetector._plan_fit`).
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Sequence
 from typing import Any, Self
@@ -27,16 +26,11 @@ from adp.context.spec import Context
 from adp.detect import fitting, local, shipping
 from adp.detect.detection import ScoreStage, raw_scores, run_detection
 from adp.detect.features import resolve_features
-from adp.detect.inspection import (
-    Inspection,
-    inspect_apart,
-    plan_inspected_sample,
-    same_partitions,
-)
+from adp.detect.inspection import Inspection, inspect_apart, sample_inspecting
 from adp.detect.sampling import plan_sample
 from adp.detect.threshold import Threshold, check_contamination, from_spec
 from adp.errors import DetectorError, NotFittedError
-from adp.io.validate import MissingPolicy, apply_missing_policy, policy_partition
+from adp.io.validate import MissingPolicy, apply_missing_policy
 
 #: The fit strategies :meth:`BaseDetector.fit` accepts.
 STRATEGIES = fitting.STRATEGIES
@@ -331,22 +325,9 @@ class BaseDetector:
             random_state = self._default_seed()
         # one small in-memory partition: fitted here, not on the cluster (adp.detect.local)
         scheduler = None if context is not None else local.scheduler_for(ddf[chosen])
-        if inspect is not None and not same_partitions(ddf, prepared):
-            inspect_apart(ddf, inspect)
-            inspect = None
         if inspect is not None:
-            prepare = functools.partial(
-                policy_partition, features=chosen, policy=missing, medians=medians
-            )
-            parts, counts, size, total = plan_inspected_sample(
-                ddf,
-                prepare,
-                sample_rows,
-                random_state,
-                inspect,
-                keeps_rows=missing != "drop",
-                scheduler=scheduler,
-            )
+            args = (ddf, prepared, chosen, missing, medians, sample_rows, random_state, inspect)
+            parts, counts, size, total = sample_inspecting(*args, scheduler=scheduler)
         else:
             # "fail" and "impute_median" keep every row: the lengths can come from the
             # source's metadata (Parquet footers) instead of a count.

@@ -23,7 +23,8 @@ pass of its own instead, so that a job's model never depends on whether it is pr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,10 +34,17 @@ import numpy as np
 import pandas as pd
 from dask.delayed import Delayed
 
-from adp.detect.sampling import draw, known_lengths, sample_counts
+from adp.detect.sampling import draw, known_lengths, plan_sample, sample_counts
 from adp.errors import ConfigError, DataError
+from adp.io.validate import MissingPolicy, policy_partition
 
-__all__ = ["Inspection", "inspect_apart", "plan_inspected_sample", "same_partitions"]
+__all__ = [
+    "Inspection",
+    "inspect_apart",
+    "plan_inspected_sample",
+    "same_partitions",
+    "sample_inspecting",
+]
 
 
 @dataclass(frozen=True)
@@ -202,3 +210,42 @@ def plan_inspected_sample(
         ]
     kept = [int(n) for n in counts if n > 0]
     return parts, kept, int(sum(kept)), int(sum(lengths))
+
+
+def sample_inspecting(
+    ddf: dd.DataFrame,
+    prepared: dd.DataFrame,
+    features: Sequence[str],
+    missing: MissingPolicy,
+    medians: Mapping[str, float] | None,
+    sample_rows: int,
+    random_state: int | None,
+    inspection: Inspection,
+    *,
+    scheduler: Any = None,
+) -> tuple[list[Delayed], list[int], int, int]:
+    """The fit's sample of ``prepared`` (``ddf``'s ``features`` under the ``missing``
+    policy, with ``medians``), planned with ``inspection`` run on ``ddf`` in the same
+    pass where the partitions allow (:func:`same_partitions`), apart and first otherwise.
+
+    Returns
+    -------
+    parts, counts, size, total
+        As :func:`adp.detect.sampling.plan_sample`.
+    """
+    if not same_partitions(ddf, prepared):
+        inspect_apart(ddf, inspection)
+        lengths_from = None if missing == "drop" else ddf[list(features)]
+        return plan_sample(prepared, sample_rows, random_state, lengths_from=lengths_from)
+    prepare = functools.partial(
+        policy_partition, features=list(features), policy=missing, medians=medians
+    )
+    return plan_inspected_sample(
+        ddf,
+        prepare,
+        sample_rows,
+        random_state,
+        inspection,
+        keeps_rows=missing != "drop",
+        scheduler=scheduler,
+    )

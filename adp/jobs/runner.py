@@ -49,8 +49,7 @@ from adp.cluster import cluster_for
 from adp.cluster.lost import lost_scheduler_is_an_error, scheduler_lost
 from adp.detect.base import BaseDetector
 from adp.detect.detection import run_detection
-from adp.detect.inspection import Inspection, inspect_apart
-from adp.io.profile import DataProfile, profile_from, summarise_partition
+from adp.io.profile import DataProfile
 from adp.io.sinks import Sink, WrittenPart, manifest_for
 from adp.jobs.building import (
     build_detector,
@@ -70,6 +69,7 @@ from adp.jobs.interrupts import (
 from adp.jobs.killed import suspects_named
 from adp.jobs.opening import open_source
 from adp.jobs.preflight import preflight, with_io_timeouts
+from adp.jobs.profiling import JobProfile
 from adp.jobs.progress import ProgressCallback, StopCheck, compute_with_progress
 from adp.jobs.refusal import job_error, record_refusal
 from adp.jobs.result import JobResult
@@ -371,19 +371,9 @@ def _execute(
     ddf = opened.frame
     kept = audit.keeper.load() if audit.keeper is not None else None
     detector = kept[0] if kept is not None else build_detector(spec)
-    profiled: list[DataProfile] = []
-
-    def conclude(summaries: list[dict[str, Any]]) -> None:
-        found = profile_from(
-            ddf._meta, summaries, source=source.uri, storage_options=source.storage_options
-        )
-        profiled.append(found)
-        if audit.quality_gate is not None:
-            audit.quality_gate(found)
-
-    inspection = None
+    profiling = None
     if spec.profile or audit.quality_gate is not None:
-        inspection = Inspection(summarise_partition, conclude)
+        profiling = JobProfile(ddf, source.uri, source.storage_options, audit.quality_gate)
     t0 = time.perf_counter()
     if not detector.is_fitted:
         # the profile (and the quality gate) ride on the sample's pass over the source
@@ -395,11 +385,11 @@ def _execute(
             key=source.key,
             strategy=spec.fit.strategy,
             missing=source.missing,
-            inspect=inspection,
+            inspect=profiling.inspection() if profiling else None,
         )
-    elif inspection is not None:
-        inspect_apart(ddf, inspection)
-    data_profile = profiled[0] if profiled else None
+    elif profiling is not None:
+        profiling.apart()
+    data_profile = profiling.profile if profiling else None
     stage_seconds["fit"] = time.perf_counter() - t0
 
     def compute(tasks: Sequence[Any], what: str) -> list[Any]:
