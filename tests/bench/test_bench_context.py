@@ -54,3 +54,13 @@ def test_bench_nab_on_two_series(client: Client) -> None:
     # the jump of art_daily_jumpsup is plain once the daily cycle is taken out
     jumps = table[table["family"] == "artificialWithAnomaly"].set_index("method")
     assert jumps.loc["context_iforest", "detected"] == jumps.loc["context_iforest", "windows"] == 1
+
+
+def test_bad_seeds_are_refused_before_any_cluster_starts() -> None:
+    from click.testing import CliRunner
+
+    from adp.bench.contextual import context
+
+    result = CliRunner().invoke(context, ["--no-demo", "--seeds", "0,one"])
+    assert result.exit_code == 2
+    assert "seeds must be comma-separated integers, got '0,one'" in result.output
