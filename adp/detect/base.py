@@ -14,6 +14,7 @@ parameters and in how they plan the fit (:meth:`BaseDetector._plan_fit`).
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import Sequence
 from typing import Any, Self
@@ -340,7 +341,9 @@ class BaseDetector:
         if n_models is None:
             n_models = _default_n_models(len(parts))
         planned = self._plan_fit(parts, counts, chosen, strategy, int(n_models), random_state)
-        result: fitting.FitResult = planned.compute(scheduler=scheduler)
+        model_id = uuid.uuid4().hex
+        pick = operator.attrgetter("scorer")
+        result: fitting.FitResult = shipping.compute_fit(self, planned, pick, model_id, scheduler)
         self.features_ = chosen
         self.scorer_ = result.scorer
         self.reference_ = result.reference
@@ -351,7 +354,7 @@ class BaseDetector:
         self.n_samples_fit_ = size
         self.n_rows_seen_ = total
         self.fit_seconds_ = result.seconds
-        self.model_id_ = uuid.uuid4().hex
+        self.model_id_ = model_id
         self.context_ = fitted_context
         for name, value in self._fitted_extras().items():
             setattr(self, name, value)

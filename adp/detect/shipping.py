@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -38,7 +38,14 @@ from typing import Any
 import dask
 from dask.delayed import Delayed
 
-__all__ = ["distributed_client", "forget", "in_process", "model_ref", "shipped_keys"]
+__all__ = [
+    "compute_fit",
+    "distributed_client",
+    "forget",
+    "in_process",
+    "model_ref",
+    "shipped_keys",
+]
 
 _IN_PROCESS: ContextVar[bool] = ContextVar("adp_in_process", default=False)
 _LIVE = ("pending", "finished")  # statuses of a future that can still be depended on
@@ -167,11 +174,66 @@ def model_ref(owner: object, scorer: Any, model_id: str) -> Delayed:
         shipped = _shipped.get(cache_key)
         if shipped is None:
             shipped = _shipped[cache_key] = _Shipped(_submit(client, scorer, key))
-        owner_id = id(owner)
-        if owner_id not in shipped.owners:
-            shipped.owners[owner_id] = weakref.ref(owner, partial(_collected, cache_key, owner_id))
+        _own(shipped, cache_key, owner)
         future = shipped.future
     return dask.delayed(future)
+
+
+def _own(shipped: _Shipped, cache_key: tuple[str, str], owner: object) -> None:
+    """Keep ``shipped`` while ``owner`` lives (lock held)."""
+    owner_id = id(owner)
+    if owner_id not in shipped.owners:
+        shipped.owners[owner_id] = weakref.ref(owner, partial(_collected, cache_key, owner_id))
+
+
+def compute_fit(
+    owner: object, planned: Delayed, pick: Callable[[Any], Any], model_id: str, scheduler: Any
+) -> Any:
+    """Compute a fit's ``planned`` result and, on a distributed client, keep its model on
+    the cluster as ``adp-model-<model_id>``, so that it is never sent back.
+
+    The model is fitted on a worker and comes to the client with the result (the client
+    needs it: a detector pickles and registers its model). :func:`model_ref` used to send
+    it back up at the first ``detect``; instead ``pick(result)`` (the scorer) runs where the
+    result is, as the model's task, and :func:`model_ref` finds it there. It lives as long
+    as a shipped model (the owner, the client), and if its worker dies it is recomputed
+    from the fit's graph like any task.
+
+    Parameters
+    ----------
+    owner : object
+        The detector being fitted.
+    planned : Delayed
+        The fit's result.
+    pick : callable
+        ``pick(result)``: the model :func:`model_ref` is asked for.
+    model_id : str
+        The fit's id (``model_id_``).
+    scheduler : optional
+        The scheduler the fit runs on (a local one: nothing is kept).
+
+    Returns
+    -------
+    object
+        The computed result.
+    """
+    shipping = dask.config.get("adp.score.ship-models", True)
+    client = distributed_client() if scheduler is None and shipping else None
+    if client is None:
+        return planned.compute(scheduler=scheduler)
+    from distributed import wait
+
+    fitted = client.compute(planned)
+    result = fitted.result()
+    key = f"adp-model-{model_id}"
+    model = client.submit(pick, fitted, key=key, pure=False)
+    wait([model])  # in memory before any graph refers to it (see _submit)
+    cache_key = (str(client.id), key)
+    with _lock:
+        _sweep()
+        shipped = _shipped[cache_key] = _Shipped(model)
+        _own(shipped, cache_key, owner)
+    return result
 
 
 def shipped_keys(client: Any) -> list[str]:

@@ -42,8 +42,8 @@ def test_with_shipping_off_the_model_is_embedded_in_the_graph(client: Client) ->
 
     defaults = yaml.safe_load((Path(adp.__file__).parent / "adp.yaml").read_text())
     assert defaults["adp"]["score"]["ship-models"] is True  # on unless a user turns it off
-    det = adp.Detector("ecod").fit(dd.from_pandas(_frame(2000), npartitions=2))
     with dask.config.set({"adp.score.ship-models": False}):
+        det = adp.Detector("ecod").fit(dd.from_pandas(_frame(2000), npartitions=2))
         ref = det.model_ref()
     # other tests' detectors on this session's client may hold theirs
     assert f"adp-model-{det.model_id_}" not in shipping.shipped_keys(client)
@@ -83,6 +83,24 @@ def test_repeated_detect_refers_to_one_shipped_model(client: Client, fitted) -> 
         embedded = det.detect(ddf)
     assert _large_graph_warnings(embedded.compute)
     pd.testing.assert_frame_equal(embedded.compute(), outs[0])
+
+
+def test_a_fitted_model_stays_on_the_cluster_and_is_never_sent_back(client: Client) -> None:
+    det = adp.Detector("ecod").fit(dd.from_pandas(_frame(), npartitions=2))
+    key = f"adp-model-{det.model_id_}"
+    assert key in shipping.shipped_keys(client)  # kept by fit, before any detect
+
+    def dependencies(dask_scheduler, key=key) -> list[str]:  # noqa: ANN001 - dask's signature
+        return [str(d.key) for d in dask_scheduler.tasks[key].dependencies]
+
+    # taken from the fit's result where it was computed, not uploaded from this process
+    (fit_key,) = client.run_on_scheduler(dependencies)
+    assert "fit" in fit_key
+    ddf = dd.from_pandas(_frame(2000, seed=1), npartitions=2)
+    shipped = det.decision_function(ddf).compute()
+    with shipping.in_process(), dask.config.set(scheduler="sync"):
+        local = det.decision_function(ddf).compute()  # the client's copy of the model
+    np.testing.assert_array_equal(shipped, local)
 
 
 def test_the_model_task_can_be_recomputed_if_its_worker_dies(client: Client, fitted) -> None:
