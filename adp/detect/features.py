@@ -62,7 +62,8 @@ def resolve_features(
         if encoding is not None:
             chosen = [c for c in columns if c not in skip or c in named]
             return _check_plan(ddf, chosen, encoding, auto_only=True)
-        chosen = [c for c in columns if c not in skip and _is_feature_dtype(ddf.dtypes[c])]
+        dtypes = ddf._meta.dtypes  # once: each ddf.dtypes builds a new Series
+        chosen = [c for c in columns if c not in skip and _is_feature_dtype(dtypes[c])]
         if not chosen:
             raise DataError(
                 f"no numeric feature columns among {bounded(columns)} "
@@ -74,9 +75,10 @@ def resolve_features(
     chosen = list(dict.fromkeys([*features, *named]))
     if encoding is not None:
         return _check_plan(ddf, chosen, encoding, auto_only=False)
-    bad = [c for c in features if not _is_feature_dtype(ddf.dtypes[c])]
+    dtypes = ddf._meta.dtypes
+    bad = [c for c in features if not _is_feature_dtype(dtypes[c])]
     if bad:
-        types = [ddf.dtypes[c] for c in bad]
+        types = [dtypes[c] for c in bad]
         if all(is_encodable(t) for t in types):
             raise unencoded_error(bad, types)
         raise DataError(
@@ -95,9 +97,10 @@ def _check_plan(
     categorical nor text is an error naming it."""
     auto = "auto" in (context.categorical, context.text)
     named = set(context.encoded_columns())
+    dtypes = ddf._meta.dtypes
     if auto_only:
-        chosen = [c for c in chosen if auto or c in named or _is_feature_dtype(ddf.dtypes[c])]
-    plan_columns(context, ddf.dtypes, chosen)  # raises for a column no encoding takes
+        chosen = [c for c in chosen if auto or c in named or _is_feature_dtype(dtypes[c])]
+    plan_columns(context, dtypes, chosen)  # raises for a column no encoding takes
     if not chosen:
         raise DataError(
             f"no feature columns among {bounded(list(ddf.columns))}: name them with "

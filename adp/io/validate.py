@@ -101,11 +101,11 @@ def _check_features(ddf: dd.DataFrame, features: Sequence[str]) -> list[str]:
             f"feature columns {bounded(missing)} are not in the data; its columns are "
             f"{bounded(ddf.columns)}"
         )
+    dtypes = ddf._meta.dtypes  # once: each ddf.dtypes builds a new Series
     bad = {
-        c: str(ddf.dtypes[c])
+        c: str(dtypes[c])
         for c in features
-        if not pd.api.types.is_numeric_dtype(ddf.dtypes[c])
-        or pd.api.types.is_bool_dtype(ddf.dtypes[c])
+        if not pd.api.types.is_numeric_dtype(dtypes[c]) or pd.api.types.is_bool_dtype(dtypes[c])
     }
     if bad:
         shown = dict(list(bad.items())[:10])
