@@ -20,6 +20,8 @@ from adp.errors import DataError
 
 #: MAD to standard deviation, for normal data.
 MAD_TO_STD = 1.4826
+MEAN_AD_TO_STD = 1.2533
+"""sqrt(pi / 2): a normal variable's mean absolute deviation times this is its std."""
 #: Phases pooled on each side of a phase when its median is fitted (smooths the profile).
 POOL = 1
 
@@ -88,13 +90,32 @@ class Profile:
         overall residual scale (and at a tiny multiple of its level, never zero).
     spread : ndarray of shape (entities, columns)
         Robust scale of each entity's residuals over all its rows (1.4826 times their
-        median absolute value), floored like ``scale``.
+        median absolute value, or 1.2533 times their mean where that median is 0:
+        :func:`robust_spread`), floored like ``scale``.
     """
 
     entities: np.ndarray
     center: np.ndarray
     scale: np.ndarray
     spread: np.ndarray
+
+
+def robust_spread(median_abs: np.ndarray, mean_abs: np.ndarray) -> np.ndarray:
+    """The robust scale of residuals from their median and mean absolute values.
+
+    1.4826 times the median absolute residual; where that is 0 (more than half the
+    residuals are 0, as in a mostly constant series), 1.2533 times the mean absolute
+    residual instead (Iglewicz and Hoaglin's modified z-score). Without it such an
+    entity's scale fell to the tiny floor and an ordinary nonzero reading became a residual
+    of 1e14, out of all proportion to every other entity's.
+    """
+    by_median = np.asarray(median_abs, dtype=np.float64) * MAD_TO_STD
+    return np.where(by_median > 0, by_median, np.asarray(mean_abs) * MEAN_AD_TO_STD)
+
+
+def _grouped_mean(values: np.ndarray, groups: np.ndarray, size: int) -> np.ndarray:
+    mean = pd.DataFrame(values).groupby(groups, sort=True).mean()
+    return np.asarray(mean.reindex(range(size)).to_numpy(dtype=np.float64))
 
 
 def _grouped_median(values: np.ndarray, groups: np.ndarray, size: int) -> np.ndarray:
@@ -135,7 +156,9 @@ def fit_partition(
     center = center.reshape(k, bins, c)
     center = np.where(np.isnan(center), level[:, None, :], center)
     residual = np.abs(X - center[codes, phase])
-    spread = _grouped_median(residual, codes, k) * MAD_TO_STD  # (k, c)
+    spread = robust_spread(  # (k, c)
+        _grouped_median(residual, codes, k), _grouped_mean(residual, codes, k)
+    )
     tiny = np.nan_to_num(1e-6 * np.maximum(1.0, np.abs(level)), nan=1e-6)
     spread = np.maximum(np.nan_to_num(spread), tiny)
     floor = 0.5 * spread

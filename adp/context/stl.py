@@ -7,7 +7,7 @@ profile (:class:`~adp.context.profile.Profile`):
 
 - ``center[entity, phase]``: the median of the STL trend (the entity's typical level) plus
   the median of the seasonal component at that phase over the training cycles;
-- ``spread[entity]``: the robust scale (1.4826 times the median absolute value) of the
+- ``spread[entity]``: the robust scale (:func:`adp.context.profile.robust_spread`) of the
   residuals from that baseline at the entity's observed rows, ``scale[entity, phase]`` the
   same per phase, floored at half of ``spread`` (and both at a tiny multiple of the level):
   the profile's definitions, so ``normalise`` means the same with either method.
@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adp.context.profile import MAD_TO_STD, Profile
+from adp.context.profile import MAD_TO_STD, Profile, robust_spread
 from adp.errors import ConfigError, DataError
 
 __all__ = [
@@ -228,7 +228,10 @@ def fit_entity_column(
     center = level + np.interp(np.arange(bins), known, shape.to_numpy(), period=bins)
     phase = slots % bins
     residual = values - center[phase]
-    spread = float(_scale(residual, None, 1)[0])
+    absolute = np.abs(residual[~np.isnan(residual)])
+    spread = (
+        float(robust_spread(np.median(absolute), np.mean(absolute))) if absolute.size else math.nan
+    )
     return center, _scale(residual, phase, bins), spread, level
 
 

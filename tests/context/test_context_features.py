@@ -175,3 +175,21 @@ def test_one_series_ordered_by_a_number_with_missing_values_imputed(client: Clie
     one, six = dask.compute(one, six)
     np.testing.assert_array_equal(one.sort_index().to_numpy(), six.sort_index().to_numpy())
     assert np.isfinite(one).all() and len(one) == len(frame)
+
+
+def test_a_mostly_constant_entity_is_scaled_by_its_mean_absolute_residual() -> None:
+    from adp.context.profile import MAD_TO_STD, fit_partition
+
+    rng = np.random.default_rng(0)
+    idle = np.zeros(100)
+    idle[::10] = 1000.0  # 90% zeros: the median absolute residual is 0
+    noisy = rng.normal(5.0, 2.0, size=100)
+    X = np.concatenate([idle, noisy])[:, None]
+    codes = np.repeat([0, 1], 100)
+    profile = fit_partition(X, codes, np.array(["idle", "noisy"]), np.zeros(200, int), 1)
+    # sqrt(pi / 2) times the mean absolute residual (100), not the tiny floor (1e-6)
+    assert profile.spread[0, 0] == pytest.approx(1.2533 * 100.0)
+    residual = np.abs(noisy - np.median(noisy))
+    assert profile.spread[1, 0] == pytest.approx(MAD_TO_STD * np.median(residual))
+    # so an ordinary reading of the idle entity is a few scales away, not 1e9 of them
+    assert 1000.0 / profile.spread[0, 0] < 10
