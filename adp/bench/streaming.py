@@ -86,6 +86,7 @@ def _runner(
     batch: int,
     key: list[str],
     max_wait_ms: int = 100,
+    max_in_flight: int = 4,
 ) -> tuple[Any, Any]:
     from adp.stream.brokers.redis_streams import RedisStreamsBroker
     from adp.stream.runner import StreamRunner
@@ -103,7 +104,7 @@ def _runner(
         key=key,
         max_events=batch,
         max_wait_ms=max_wait_ms,
-        max_in_flight=4,
+        max_in_flight=max_in_flight,
     )
     return runner, broker
 
@@ -132,7 +133,14 @@ def _cpu(client: Any, redis_client: Any) -> dict[str, float]:
 
 
 def _sustained(
-    url: str, redis_client: Any, client: Any, model: Any, events: int, batch: int, features: int
+    url: str,
+    redis_client: Any,
+    client: Any,
+    model: Any,
+    events: int,
+    batch: int,
+    features: int,
+    max_in_flight: int = 4,
 ) -> dict[str, Any]:
     stream = f"adp-bench-{uuid.uuid4().hex[:8]}"
     try:
@@ -140,7 +148,7 @@ def _sustained(
         for start in range(0, events, 10_000):  # in chunks: the consumer's RSS stays its own
             rows = rng.normal(size=(min(10_000, events - start), features))
             _write(redis_client, stream, _payloads(rows))
-        runner, broker = _runner(url, stream, client, model, batch, [])
+        runner, broker = _runner(url, stream, client, model, batch, [], 100, max_in_flight)
         before = _cpu(client, redis_client)
         with fewer_collections(), timed() as timer:  # as `adp stream` runs
             stats = runner.run(max_events=events)
@@ -154,6 +162,7 @@ def _sustained(
             "seconds": timer.seconds,
             "events_per_s": events / timer.seconds,
             "batches": stats.batches,
+            "max_in_flight": max_in_flight,
             "cpu_us_per_event": cpu_us,
         }
     finally:
@@ -210,10 +219,11 @@ def _latency(
     batch: int,
     features: int,
     max_wait_ms: int,
+    max_in_flight: int = 4,
 ) -> dict[str, Any]:
     stream = f"adp-bench-{uuid.uuid4().hex[:8]}"
     total = int(rate * seconds)
-    runner, broker = _runner(url, stream, client, model, batch, ["t"], max_wait_ms)
+    runner, broker = _runner(url, stream, client, model, batch, ["t"], max_wait_ms, max_in_flight)
     rss_trace: list[tuple[float, int]] = []
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "latencies.npy")
@@ -385,6 +395,7 @@ def bench_stream(
     seconds: float = 30.0,
     batch: int = 5_000,
     max_wait_ms: int = 100,
+    max_in_flight: int = 4,
     workers: int = 2,
     river_events: int = 20_000,
     train_rows: int = 20_000,
@@ -417,10 +428,22 @@ def bench_stream(
         _processes(workers) if cluster_kind == "processes" else cluster(client, n_workers=workers)
     )
     with where as c:
-        _sustained(redis_url, redis_client, c, model, min(events, 5 * batch), batch, features)
-        sustained = _sustained(redis_url, redis_client, c, model, events, batch, features)
+        warm = min(events, 5 * batch)
+        _sustained(redis_url, redis_client, c, model, warm, batch, features, max_in_flight)
+        sustained = _sustained(
+            redis_url, redis_client, c, model, events, batch, features, max_in_flight
+        )
         latency = _latency(
-            redis_url, redis_client, c, model, rate, seconds, batch, features, max_wait_ms
+            redis_url,
+            redis_client,
+            c,
+            model,
+            rate,
+            seconds,
+            batch,
+            features,
+            max_wait_ms,
+            max_in_flight,
         )
     redis_client.close()
     return {
@@ -447,6 +470,12 @@ def bench_stream(
     show_default=True,
     help="Longest wait for a batch to fill (adp.stream.max-wait-ms's default).",
 )
+@click.option(
+    "--max-in-flight",
+    default=4,
+    show_default=True,
+    help="Batches scored at once (adp.stream.max-in-flight's default).",
+)
 @click.option("--workers", default=2, show_default=True, help="Local worker processes.")
 @click.option("--river-events", default=20_000, show_default=True)
 @click.option("--redis", "redis_url", default="redis://127.0.0.1:6379/0", show_default=True)
@@ -472,7 +501,8 @@ def stream(as_json: bool, **options: Any) -> None:
     cpu = s["cpu_us_per_event"]
     click.echo(
         f"sustained: {s['events']:,} events in {s['seconds']:.1f} s = "
-        f"{s['events_per_s']:,.0f} events/s ({result['features']} features, "
+        f"{s['events_per_s']:,.0f} events/s ({s['batches']:,} batches, up to "
+        f"{s['max_in_flight']} in flight; {result['features']} features, "
         f"{result['workers']} workers ({result['cluster']}), {result['cpus']} CPUs, load average "
         f"{result['load_average'][0]:.1f})"
     )
