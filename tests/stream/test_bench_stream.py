@@ -21,10 +21,12 @@ def test_bench_stream_measures_throughput_latency_memory_and_river(
         batch=500,
         river_events=300,
         train_rows=2000,
+        max_in_flight=2,
         client=stream_client,
     )
     sustained, latency, river = result["sustained"], result["latency"], result["river"]
     assert sustained["events"] == 1500 and sustained["events_per_s"] > 0
+    assert sustained["batches"] >= 3 and sustained["max_in_flight"] == 2
     cpu = sustained["cpu_us_per_event"]
     assert set(cpu) == {"consumer", "workers", "scheduler", "redis"}
     assert cpu["consumer"] > 0 and cpu["redis"] > 0  # the consumer and Redis did work
