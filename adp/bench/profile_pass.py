@@ -26,6 +26,7 @@ import pandas as pd
 
 from adp.bench.measure import timed
 from adp.bench.scoring import make_lake
+from adp.errors import BenchmarkError
 
 CSV_FILE_ROWS = 62_500
 
@@ -83,7 +84,7 @@ def _one(
             found.append(profile(ddf, source=uri))
             det.fit(ddf, sample_rows=sample_rows, random_state=0)
     if found[0].rows != det.n_rows_seen_:
-        raise AssertionError(
+        raise BenchmarkError(
             f"the profile counted {found[0].rows} rows, the fit {det.n_rows_seen_}"
         )
     return took.seconds, _reads(stream.data)
