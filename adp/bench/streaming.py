@@ -32,7 +32,6 @@ events/s, a flat consumer RSS over a 10-minute run (``--seconds 600``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -41,7 +40,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +48,7 @@ import numpy as np
 import orjson
 
 from adp.bench.measure import RssSampler, cluster, current_rss, timed
+from adp.bench.process_cluster import process_cluster
 from adp.errors import BenchmarkError
 from adp.stream.collector import fewer_collections
 
@@ -301,78 +300,6 @@ def _stop_after(
     runner.stop("bench done")
 
 
-@contextlib.contextmanager
-def _processes(workers: int) -> Iterator[Any]:
-    """A client of a ``dask scheduler`` process (with ADP's plugins) and a ``dask worker``
-    process of ``workers`` single-threaded workers, stopped afterwards."""
-    from distributed import Client
-
-    dask_cli = str(Path(sys.executable).with_name("dask"))
-    if not os.access(dask_cli, os.X_OK):
-        raise BenchmarkError(
-            f"no `dask` command beside {sys.executable} to start a scheduler and workers "
-            "with: install distributed in this environment, or use --cluster local"
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-        address_file = str(Path(tmp) / "scheduler.json")
-        common = ["--scheduler-file", address_file, "--no-dashboard"]
-        scheduler = subprocess.Popen(
-            [
-                dask_cli,
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--preload",
-                "adp.observe.plugins",
-                *common,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs = [scheduler]
-        try:
-            deadline = time.monotonic() + 60
-            while not os.path.exists(address_file) and time.monotonic() < deadline:
-                if scheduler.poll() is not None:
-                    break
-                time.sleep(0.1)
-            if not os.path.exists(address_file):
-                raise BenchmarkError(
-                    f"`dask scheduler` did not start (exit status {scheduler.poll()}): try "
-                    "--cluster local"
-                )
-            procs.append(
-                subprocess.Popen(
-                    [
-                        dask_cli,
-                        "worker",
-                        "--nworkers",
-                        str(workers),
-                        "--nthreads",
-                        "1",
-                        "--host",
-                        "127.0.0.1",
-                        *common,
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            with Client(scheduler_file=address_file, timeout=60) as client:
-                client.wait_for_workers(workers, timeout=120)
-                yield client
-        finally:
-            for proc in reversed(procs):
-                proc.terminate()
-            for proc in reversed(procs):
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-
-
 def _river(events: int, features: int) -> dict[str, Any]:
     from river import anomaly
 
@@ -425,7 +352,9 @@ def bench_stream(
     if client is not None:
         cluster_kind = "given"
     where = (
-        _processes(workers) if cluster_kind == "processes" else cluster(client, n_workers=workers)
+        process_cluster(workers)
+        if cluster_kind == "processes"
+        else cluster(client, n_workers=workers)
     )
     with where as c:
         warm = min(events, 5 * batch)
