@@ -62,7 +62,7 @@ def resolve_features(
         if encoding is not None:
             chosen = [c for c in columns if c not in skip or c in named]
             return _check_plan(ddf, chosen, encoding, auto_only=True)
-        dtypes = ddf._meta.dtypes  # once: each ddf.dtypes builds a new Series
+        dtypes = ddf.dtypes  # once: each ddf.dtypes builds a new Series
         chosen = [c for c in columns if c not in skip and _is_feature_dtype(dtypes[c])]
         if not chosen:
             raise DataError(
@@ -75,7 +75,7 @@ def resolve_features(
     chosen = list(dict.fromkeys([*features, *named]))
     if encoding is not None:
         return _check_plan(ddf, chosen, encoding, auto_only=False)
-    dtypes = ddf._meta.dtypes
+    dtypes = ddf.dtypes
     bad = [c for c in features if not _is_feature_dtype(dtypes[c])]
     if bad:
         types = [dtypes[c] for c in bad]
@@ -97,7 +97,7 @@ def _check_plan(
     categorical nor text is an error naming it."""
     auto = "auto" in (context.categorical, context.text)
     named = set(context.encoded_columns())
-    dtypes = ddf._meta.dtypes
+    dtypes = ddf.dtypes
     if auto_only:
         chosen = [c for c in chosen if auto or c in named or _is_feature_dtype(dtypes[c])]
     plan_columns(context, dtypes, chosen)  # raises for a column no encoding takes

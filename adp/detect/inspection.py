@@ -127,6 +127,21 @@ def _without_sample(result: tuple[Any, ...]) -> tuple[Any, None, DataError | Non
     return result[0], None, result[2]
 
 
+def _settle(held: Any) -> None:
+    """On a distributed client, return once the scheduler holds the persisted ``held``.
+
+    The scheduler handles graph submissions concurrently, so a graph sent right after the
+    one that persisted a key may be checked first and find no task for it ("lost
+    dependencies": the race :func:`adp.detect.shipping.model_ref` waits out too).
+    """
+    from distributed import futures_of, wait
+
+    futures = futures_of(held)
+    if futures:
+        with futures[0].client.as_current():  # wait() asks the default client
+            wait(futures)
+
+
 def _conclude(inspection: Inspection, results: list[tuple[Any, Any, DataError | None]]) -> None:
     inspection.conclude([r[0] for r in results])
     for _, _, error in results:
@@ -202,6 +217,7 @@ def plan_inspected_sample(
             for i, (part, n, child) in enumerate(zip(partitions, counts, children, strict=True))
         ]
         held = dask.persist(*pairs, scheduler=scheduler)
+        _settle(held)
         # the summaries (and any policy error) come back; the sample rows stay where drawn
         heads = [dask.delayed(_without_sample)(result) for result in held]
         _conclude(inspection, list(dask.compute(*heads, scheduler=scheduler)))

@@ -101,7 +101,7 @@ def _check_features(ddf: dd.DataFrame, features: Sequence[str]) -> list[str]:
             f"feature columns {bounded(missing)} are not in the data; its columns are "
             f"{bounded(ddf.columns)}"
         )
-    dtypes = ddf._meta.dtypes  # once: each ddf.dtypes builds a new Series
+    dtypes = ddf.dtypes  # once: each ddf.dtypes builds a new Series
     bad = {
         c: str(dtypes[c])
         for c in features
