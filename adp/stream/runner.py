@@ -1,44 +1,46 @@
 """The stream loop: fetch, decode, score on the cluster, threshold, commit, acknowledge.
 
-:class:`StreamRunner` is synchronous and single-threaded (only its metrics are sent from a
-thread of their own, so that a scheduler round trip never holds up a batch):
+:class:`StreamRunner` runs on two threads (and sends its metrics from a third, so that a
+scheduler round trip never holds up a batch):
 
-1. take a micro-batch: a dead consumer's pending messages when there are any
+1. the loop takes a micro-batch: a dead consumer's pending messages when there are any
    (:meth:`Broker.reclaim`), else new ones: at most ``max_events``, gathered for at most
    ``max_wait_ms`` after the first one arrives. Batch sizes adapt to the load: a consumer
    that keeps up sends what came within ``max_wait_ms``; one that lags finds ``max_events``
    waiting and sends full batches at once;
-2. submit it to the cluster as one plain task (``client.submit``, no dask graph): the
-   payloads travel as one object, and the worker decodes them and scores the good rows
-   (:func:`adp.stream.scoring.decode_and_score`, with the fitted detector scattered to the
-   workers once). With per-key windows (:mod:`adp.stream.windows`), the consumer decodes
-   the batch and adds the window features first (they depend on the order of events), and
-   the worker scores the rows. At most ``max_in_flight`` batches are in flight, and while
-   that many are, nothing more is fetched: the broker holds the backlog (lag grows), the
-   consumer's memory does not;
-3. complete the batches in fetch order: flag the scores against the threshold as it
-   stood, write every sink (each commits), publish the bad messages to the dead-letter
-   stream with their reasons, save the window state the batch left, and only then
-   acknowledge the batch's messages; then the threshold learns from the batch.
+2. it submits the batch to the cluster as one plain task (``client.submit``, no dask
+   graph): the payloads travel as one object, and the worker decodes them and scores the
+   good rows (:func:`adp.stream.scoring.decode_and_score`, with the fitted detector
+   scattered to the workers once). With per-key windows (:mod:`adp.stream.windows`), the
+   loop decodes the batch and adds the window features first (they depend on the order of
+   events), and the worker scores the rows. At most ``max_in_flight`` batches are in
+   flight, and while that many are, nothing more is fetched: the broker holds the backlog
+   (lag grows), the consumer's memory does not;
+3. the commit thread (:class:`adp.stream.committer.OrderedCommitter`) completes the
+   batches in fetch order: flags the scores against the threshold as it stood, writes
+   every sink (each commits), publishes the bad messages to the dead-letter stream with
+   their reasons, saves the window state the batch left, and only then acknowledges the
+   batch's messages; then the threshold learns from the batch. Meanwhile the loop fetches
+   the next batches: the broker's round trips for a commit and a fetch overlap. A failed
+   commit stops the run; no later batch is committed or acknowledged.
 
 A consumer killed at any point loses nothing: what it fetched and did not acknowledge is
 delivered again (reclaimed), and the sinks, idempotent by message id, keep one result per
 message. :meth:`StreamRunner.stop` (SIGTERM, SIGINT) stops fetching; the batches in flight
-are completed and acknowledged before :meth:`StreamRunner.run` returns.
+are completed and acknowledged before :meth:`StreamRunner.run` returns. Brokers are used
+from both threads: their methods must be thread-safe.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,10 +49,12 @@ import pandas as pd
 from adp.errors import AdpError, one_line
 from adp.observe.events import report_client
 from adp.stream.brokers.protocol import Broker, Message
+from adp.stream.committer import OrderedCommitter
 from adp.stream.decode import DeadLetter, dead_letter_payload
 from adp.stream.drift import DriftCheck, DriftMonitor
 from adp.stream.model import StreamModel
 from adp.stream.results import batch_results
+from adp.stream.run_state import Stopper, StreamStats
 from adp.stream.scoring import Payloads, Scored, decode_and_score, score_rows, warm_up
 from adp.stream.sinks import Sink
 from adp.stream.thresholds import StreamThreshold
@@ -67,81 +71,13 @@ DriftHook = Callable[[DriftCheck], object]
 
 
 @dataclass
-class StreamStats:
-    """What a run did.
-
-    Attributes
-    ----------
-    events : int
-        Messages taken from the source (reclaimed ones included, dead letters included).
-    results : int
-        Results committed to the sinks (and their messages acknowledged).
-    dead_letters : int
-        Messages sent to the dead-letter stream.
-    anomalies : int
-        Results flagged.
-    batches : int
-        Micro-batches completed.
-    reclaimed : int
-        Messages taken over from a dead consumer (or this one's previous life).
-    max_in_flight : int
-        The most batches scored at once.
-    drift_alerts : int
-        Times drift was found.
-    threshold : float
-        The threshold after the last batch.
-    seconds : float
-        How long the run took.
-    stopped_by : str
-        ``"signal SIGTERM"``, ``"idle"``, ``"max_events"``, ``"stop"``.
-    """
-
-    events: int = 0
-    results: int = 0
-    dead_letters: int = 0
-    anomalies: int = 0
-    batches: int = 0
-    reclaimed: int = 0
-    max_in_flight: int = 0
-    drift_alerts: int = 0
-    threshold: float = math.nan
-    seconds: float = 0.0
-    stopped_by: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready figures (an infinite threshold as ``None``)."""
-        out = asdict(self)
-        out["threshold"] = self.threshold if math.isfinite(self.threshold) else None
-        return out
-
-
-class Stopper:
-    """A stop request shared by a runner and whoever stops it (a signal handler, a
-    thread): :meth:`stop` sets the event once, keeping the first reason."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.reason = "stop"
-
-    def stop(self, reason: str = "stop") -> None:
-        """Ask the runner to stop, for ``reason`` (the first one given is kept)."""
-        if not self.event.is_set():
-            self.reason = reason
-            self.event.set()
-
-    @property
-    def stopping(self) -> bool:
-        """Whether a stop was asked for."""
-        return self.event.is_set()
-
-
-@dataclass
 class _Batch:
     messages: list[Message]
     future: Any
     fetched_at: float
     ids: set[str] = field(default_factory=set)
     window_states: dict[str, bytes] = field(default_factory=dict)
+    scored: threading.Event = field(default_factory=threading.Event)
 
 
 def _oldest(messages: Sequence[Message]) -> float | None:
@@ -218,8 +154,9 @@ class StreamRunner:
         self.source, self.drift, self.audit = source, drift, audit
         self.stopper = stopper if stopper is not None else Stopper()
         self.windows, self.on_drift = windows, on_drift
-        self._inflight: deque[_Batch] = deque()
+        self._committer: OrderedCommitter[_Batch] | None = None
         self._inflight_ids: set[str] = set()
+        self._ids_lock = threading.Lock()
         self._audited_threshold = threshold.value
         self._audited_at = time.monotonic()
         self._audit_change, self._audit_seconds = threshold_audit
@@ -240,7 +177,7 @@ class StreamRunner:
     @property
     def in_flight(self) -> int:
         """Batches submitted and not yet completed."""
-        return len(self._inflight)
+        return self._committer.pending if self._committer is not None else 0
 
     # -- the loop --------------------------------------------------------------------
 
@@ -260,28 +197,33 @@ class StreamRunner:
         """
         started = time.monotonic()
         detector = self.client.scatter(self.model.detector, broadcast=True, hash=False)
+        committer = OrderedCommitter(self._complete, self._release, self.max_in_flight)
+        self._committer = committer
         idle_since = time.monotonic()
         try:
             self._warm_up(detector)
             while True:
-                self._complete_ready()
+                committer.check()
                 if max_events is not None and self.stats.events >= max_events:
                     self.stop("max_events")
                 if self.stopper.stopping:
                     break
-                if len(self._inflight) >= self.max_in_flight:
-                    self._complete(self._inflight.popleft())  # backpressure: wait for one
-                    continue
+                if not committer.wait_for_room(self.max_wait_ms / 1000.0):
+                    continue  # backpressure: max_in_flight batches are being scored
                 messages = self._take()
                 if messages:
                     idle_since = time.monotonic()
                     self._submit(messages, detector)
-                elif self._inflight:
-                    self._wait_for_head()
-                elif until_idle is not None and time.monotonic() - idle_since >= until_idle:
+                elif (
+                    until_idle is not None
+                    and not committer.pending
+                    and time.monotonic() - idle_since >= until_idle
+                ):
                     self.stop("idle")
-            while self._inflight:  # stopping: finish what is in flight, acknowledge it
-                self._complete(self._inflight.popleft())
+            committer.drain()  # stopping: finish what is in flight, acknowledge it
+        except BaseException:
+            committer.abort()  # what is in flight stays unacknowledged: delivered again
+            raise
         finally:
             detector.release()
             if self._reporter is not None:  # every figure sent before run returns
@@ -308,42 +250,27 @@ class StreamRunner:
 
     def _take(self) -> list[Message]:
         room = self.max_events
-        reclaimed = [m for m in self.broker.reclaim(room) if m.id not in self._inflight_ids]
+        reclaimed = self.broker.reclaim(room)
+        with self._ids_lock:
+            reclaimed = [m for m in reclaimed if m.id not in self._inflight_ids]
         if reclaimed:
             self.stats.reclaimed += len(reclaimed)
             return reclaimed
-        wait = self.max_wait_ms if not self._inflight else min(self.max_wait_ms, 5)
-        messages = self.broker.fetch(room, wait)
+        messages = self.broker.fetch(room, self.max_wait_ms)
         if not messages:
             return messages
         # fill the batch for up to max_wait_ms after its first event: fewer, larger batches
         # (each costs a task and a commit) at the price of that much latency
         deadline = time.monotonic() + self.max_wait_ms / 1000.0
         while len(messages) < room and not self.stopper.stopping:
-            self._complete_ready()  # a batch scored meanwhile is committed now, not after
             left = int((deadline - time.monotonic()) * 1000)
             if left <= 0:
                 break
-            sliced = bool(self._inflight) and left > 10
-            if sliced:  # look again for scored batches at least every 10 ms
-                left = 10
             more = self.broker.fetch(room - len(messages), left)
-            if not more and not sliced:
+            if not more:
                 break  # nothing came in the time left
             messages += more
         return messages
-
-    def _complete_ready(self) -> None:
-        """Complete the batches at the head that are scored (in fetch order)."""
-        while self._inflight and self._inflight[0].future.done():
-            self._complete(self._inflight.popleft())
-
-    def _wait_for_head(self) -> None:
-        from distributed import wait
-
-        # distributed.wait uses the default client: this runner's may not be it
-        with contextlib.suppress(TimeoutError), self.client.as_current():
-            wait([self._inflight[0].future], timeout=self.max_wait_ms / 1000.0)
 
     def _submit(self, messages: list[Message], detector: Any) -> None:
         self.stats.events += len(messages)
@@ -360,9 +287,17 @@ class StreamRunner:
                 decode_and_score, payloads, detector, self.key, key=task_key, pure=False
             )
         ids = {m.id for m in messages}
-        self._inflight.append(_Batch(messages, future, time.monotonic(), ids, states))
-        self._inflight_ids |= ids
-        self.stats.max_in_flight = max(self.stats.max_in_flight, len(self._inflight))
+        batch = _Batch(messages, future, time.monotonic(), ids, states)
+        future.add_done_callback(lambda _: batch.scored.set())
+        with self._ids_lock:
+            self._inflight_ids |= ids
+        assert self._committer is not None
+        try:
+            self._committer.put(batch)
+        except BaseException:  # a commit failed meanwhile: this batch is never committed
+            self._release(batch)
+            raise
+        self.stats.max_in_flight = max(self.stats.max_in_flight, self._committer.pending)
 
     def _send_dead(self, letters: list[DeadLetter]) -> None:
         """Publish dead letters (their acknowledgement is the caller's)."""
@@ -371,7 +306,11 @@ class StreamRunner:
         self.stats.dead_letters += len(letters)
 
     def _complete(self, batch: _Batch) -> None:
+        """Commit and acknowledge one batch once it is scored (on the commit thread)."""
         try:
+            while not batch.scored.wait(0.25):
+                if self._committer is None or self._committer.aborted:
+                    return  # the run failed: left unacknowledged, delivered again
             try:
                 scored: Scored = batch.future.result()
             except AdpError as exc:  # the data at fault, though it decoded
@@ -383,8 +322,13 @@ class StreamRunner:
                 return
             self._commit(batch, scored)
         finally:
+            self._release(batch)
+
+    def _release(self, batch: _Batch) -> None:
+        """Forget a batch (completed, or left unacknowledged after a failure)."""
+        with self._ids_lock:
             self._inflight_ids -= batch.ids
-            batch.future.release()
+        batch.future.release()
 
     def _commit(self, batch: _Batch, scored: Scored) -> None:
         value = self.threshold.value

@@ -7,7 +7,10 @@ keeps the first result:
 
 - :class:`SqlSink`: a table (created when missing) whose primary key is ``message_id``;
   rows are inserted with ``ON CONFLICT (message_id) DO NOTHING`` in one transaction per
-  batch (PostgreSQL and SQLite).
+  batch (PostgreSQL and SQLite). On PostgreSQL the batch is first ``COPY``-ed into a
+  temporary table of the session and inserted from there in one statement: a row-by-row
+  ``INSERT`` (even batched into multi-row ``VALUES``) made the sink the stream's
+  bottleneck at about 15,000 rows/s.
 - :class:`StreamSink`: an output stream on the source's broker, published idempotently
   by message id (:meth:`adp.stream.brokers.Broker.publish`).
 
@@ -18,6 +21,7 @@ up), the ``model`` (``name@version``), the broker's ``event_time`` and ``scored_
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -74,6 +78,14 @@ def _iso(column: pd.Series) -> list[str | None]:
 
 def result_records(results: pd.DataFrame) -> list[dict[str, Any]]:
     """The result rows as plain Python dicts (``message_id`` first)."""
+    columns = _result_columns(results)
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def _result_columns(results: pd.DataFrame) -> dict[str, list[Any]]:
+    """The result columns as lists of Python values (``message_id`` first; NaN, NaT and
+    non-finite thresholds as None)."""
     columns: dict[str, list[Any]] = {"message_id": [str(i) for i in results.index.tolist()]}
     for name in results.columns:
         column = results[name]
@@ -89,8 +101,7 @@ def result_records(results: pd.DataFrame) -> list[dict[str, Any]]:
             columns[name] = listed
         else:
             columns[name] = _native(column)
-    names = list(columns)
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+    return columns
 
 
 def _json_text(values: list[Any]) -> list[str]:
@@ -221,19 +232,17 @@ class SqlSink:
             return
         if self._table is None:
             self._table = self._prepare(results)
-        statement: Any
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects import postgresql
-
-            statement = postgresql.insert(self._table)
-        else:
-            from sqlalchemy.dialects import sqlite
-
-            statement = sqlite.insert(self._table)
-        statement = statement.on_conflict_do_nothing(index_elements=["message_id"])
         try:
             with write_transaction(self.engine) as conn:
-                conn.execute(statement, result_records(results))
+                if self.engine.dialect.name == "postgresql":
+                    _copy_then_insert(conn, self._table, results)
+                else:
+                    from sqlalchemy.dialects import sqlite
+
+                    statement = sqlite.insert(self._table).on_conflict_do_nothing(
+                        index_elements=["message_id"]
+                    )
+                    conn.execute(statement, result_records(results))
         except sa.exc.OperationalError as exc:
             raise connect_error(self._url, exc) from exc
         except sa.exc.DBAPIError as exc:
@@ -244,6 +253,81 @@ class SqlSink:
 
     def close(self) -> None:
         """Nothing to release: the engine is the process's shared one for the URL."""
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NULL = "\\N"
+
+
+def _copy_value(value: Any) -> str:
+    """One Python value in ``COPY``'s text format."""
+    if value is None:
+        return _NULL
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return repr(value)
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def _copy_column(name: str, column: pd.Series) -> list[str]:
+    """A result column in ``COPY``'s text format, column-wise where the type allows."""
+    dtype = column.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return np.where(column.to_numpy(dtype=bool), "t", "f").tolist()
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return [_NULL if v is None else v for v in _iso(column)]
+    if pd.api.types.is_float_dtype(dtype):
+        floats: list[float] = column.to_numpy(dtype=np.float64).tolist()
+        if np.isfinite(floats).all():
+            return list(map(float.__repr__, floats))
+        if name == "threshold":  # none yet (an adaptive threshold warming up): null
+            return [repr(v) if math.isfinite(v) else _NULL for v in floats]
+        return list(map(_copy_value, floats))
+    values = _native(column)
+    plain = set(map(type, values)) <= {str}
+    if plain and not any(c in "".join(values) for c in "\\\t\n\r"):
+        return values  # plain text that needs no escape
+    return list(map(_copy_value, values))
+
+
+def _copy_text(results: pd.DataFrame) -> str:
+    """The result rows in ``COPY``'s text format: tab-separated, null as ``\\N``,
+    ``message_id`` first."""
+    ids = pd.Series([str(i) for i in results.index.tolist()], dtype=object)
+    texts = [_copy_column("message_id", ids)]
+    texts += [_copy_column(str(name), results[name]) for name in results.columns]
+    return "".join("\t".join(row) + "\n" for row in zip(*texts, strict=True))
+
+
+def _copy_then_insert(conn: sa.Connection, table: sa.Table, results: pd.DataFrame) -> None:
+    """PostgreSQL, in ``conn``'s transaction: ``COPY`` the rows into the session's
+    temporary twin of ``table`` (emptied at each commit), then insert those whose
+    ``message_id`` is new."""
+    from psycopg import sql
+
+    names = sql.SQL(", ").join(sql.Identifier(name) for name in ["message_id", *results.columns])
+    target = sql.Identifier(table.name)
+    digest = hashlib.sha256(table.name.encode()).hexdigest()[:16]
+    stage = sql.Identifier(f"adp_stage_{digest}")  # temporary: one per session and table
+    driver: Any = conn.connection.driver_connection
+    with driver.cursor() as cursor:
+        cursor.execute(
+            sql.SQL(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) "
+                "ON COMMIT DELETE ROWS"
+            ).format(stage, target)
+        )
+        with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names)) as copy:
+            copy.write(_copy_text(results))
+        cursor.execute(
+            sql.SQL(
+                "INSERT INTO {target} ({names}) SELECT {names} FROM {stage} "
+                "ON CONFLICT (message_id) DO NOTHING"
+            ).format(target=target, names=names, stage=stage)
+        )
 
 
 class StreamSink:

@@ -19,6 +19,7 @@ key (for example with a compacted topic).
 from __future__ import annotations
 
 import collections
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,6 +74,7 @@ class KafkaBroker:
             collections.deque
         )
         self._done: dict[int, set[int]] = collections.defaultdict(set)
+        self._lock = threading.Lock()  # fetch and ack run on the runner's two threads
 
     def __repr__(self) -> str:
         return f"KafkaBroker({self._shown!r}, topic={self.topic!r})"
@@ -91,7 +93,8 @@ class KafkaBroker:
                     continue
                 raise SourceError(f"cannot read topic {self.topic!r} at {self._shown}: {error}")
             partition, offset = int(record.partition() or 0), int(record.offset() or 0)
-            self._fetched[partition].append(offset)
+            with self._lock:
+                self._fetched[partition].append(offset)
             kind, stamp = record.timestamp()
             out.append(
                 Message(
@@ -104,17 +107,18 @@ class KafkaBroker:
         """Commit, per partition, the offsets up to the first unacknowledged record."""
         from confluent_kafka import TopicPartition
 
-        for mid in ids:
-            part, _, offset = mid.partition(":")
-            self._done[int(part)].add(int(offset))
         commits = []
-        for partition, fetched in self._fetched.items():
-            done, last = self._done[partition], None
-            while fetched and fetched[0] in done:
-                last = fetched.popleft()
-                done.discard(last)
-            if last is not None:
-                commits.append(TopicPartition(self.topic, partition, last + 1))
+        with self._lock:
+            for mid in ids:
+                part, _, offset = mid.partition(":")
+                self._done[int(part)].add(int(offset))
+            for partition, fetched in self._fetched.items():
+                done, last = self._done[partition], None
+                while fetched and fetched[0] in done:
+                    last = fetched.popleft()
+                    done.discard(last)
+                if last is not None:
+                    commits.append(TopicPartition(self.topic, partition, last + 1))
         if commits:
             self._consumer.commit(offsets=commits, asynchronous=False)
 
