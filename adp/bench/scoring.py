@@ -177,6 +177,7 @@ def bench_scoring(
     sample_rows: int = 100_000,
     data_dir: Path = Path("data/bench"),
     against: tuple[str, ...] = (),
+    pyod: bool = True,
 ) -> dict[str, Any]:
     """Measure single-process PyOD, ADP with each worker count and the peers, in one run.
 
@@ -194,6 +195,9 @@ def bench_scoring(
         Where the lake is written (or reused).
     against : tuple of str, default ()
         Peers of :mod:`adp.bench.peers` (only for the isolation forest).
+    pyod : bool, default True
+        Run single-process PyOD. It holds the whole lake in memory (and ECOD and COPOD
+        several copies of it while they re-fit): at 20M x 20 that is tens of GB.
 
     Returns
     -------
@@ -204,8 +208,9 @@ def bench_scoring(
         raise ValueError(f"peers exist only for the {PEER_DETECTOR} detector, not {detector}")
     lake = make_lake(rows, features, data_dir)
     result: dict[str, Any] = {"rows": rows, "features": features, "detector": detector}
-    pyod = run_pyod(lake, detector, sample_rows)
-    result["pyod"] = asdict(pyod)
+    pyod_run = run_pyod(lake, detector, sample_rows) if pyod else None
+    if pyod_run is not None:
+        result["pyod"] = asdict(pyod_run)
     limit = measure_limit(lake, detector, sample_rows)
     result["limit"] = {**asdict(limit), **{f"{w}_workers": limit.for_workers(w) for w in workers}}
     adp_runs = {w: run_adp(lake, detector, sample_rows, w) for w in workers}
@@ -215,8 +220,9 @@ def bench_scoring(
             "vs_limit": round(run.seconds / limit.for_workers(w), 3),
         }
     best = adp_runs[max(workers)]
-    result["speedup_vs_pyod"] = round(pyod.seconds / best.seconds, 3)
-    result["score_speedup_vs_pyod"] = round(pyod.score_seconds / best.score_seconds, 3)
+    if pyod_run is not None:
+        result["speedup_vs_pyod"] = round(pyod_run.seconds / best.seconds, 3)
+        result["score_speedup_vs_pyod"] = round(pyod_run.score_seconds / best.score_seconds, 3)
     if 1 in adp_runs and 2 in adp_runs:
         result["scaling_2_vs_1"] = round(adp_runs[1].seconds / adp_runs[2].seconds, 3)
     for peer in against:
@@ -266,7 +272,8 @@ def table(result: dict[str, Any]) -> str:
     for key in sorted(k for k in result if k.startswith("adp_") and k.endswith("_workers")):
         count = int(key.split("_")[1])
         row(f"ADP, {count} worker{'s' if count > 1 else ''}", result[key])
-    row("PyOD, one process", result["pyod"])
+    if "pyod" in result:
+        row("PyOD, one process", result["pyod"])
     for name in PEERS:
         run = result.get(name)
         if run is None:
@@ -301,6 +308,12 @@ def table(result: dict[str, Any]) -> str:
     help=f"Comma-separated peers run on the same lake ({', '.join(PEERS)}); "
     f"only for --detector {PEER_DETECTOR}; needs the bench extra.",
 )
+@click.option(
+    "--pyod/--no-pyod",
+    default=True,
+    show_default=True,
+    help="Run single-process PyOD (it holds the whole lake in memory, ECOD several times).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def scoring(
     rows: int,
@@ -310,6 +323,7 @@ def scoring(
     sample_rows: int,
     data_dir: Path,
     against: tuple[str, ...],
+    pyod: bool,
     as_json: bool,
 ) -> None:
     """Throughput of ADP (1 and 2 workers) against single-process PyOD (and peers)."""
@@ -319,7 +333,7 @@ def scoring(
             param_hint="'--against'",
         )
     counts = tuple(int(w) for w in workers.split(","))
-    result = bench_scoring(rows, features, detector, counts, sample_rows, data_dir, against)
+    result = bench_scoring(rows, features, detector, counts, sample_rows, data_dir, against, pyod)
     if as_json:
         click.echo(json.dumps(result))
         return
