@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from adp.bench.scoring import make_lake, scoring
+from adp.bench.scoring import make_lake, scoring, table
 
 
 @pytest.mark.slow
@@ -42,3 +42,14 @@ def test_bench_scoring_reports_every_figure_the_issue_names(tmp_path) -> None:
         assert limit[f"{w}_workers"] == pytest.approx(expected)
         run = report[f"adp_{w}_workers"]
         assert run["vs_limit"] == round(run["seconds"] / expected, 3)
+
+
+def test_without_pyod_the_table_has_no_pyod_row_and_no_speedup() -> None:
+    run = {"seconds": 2.0, "score_seconds": 1.0, "rows_per_second": 1e6, "peak_rss_bytes": {}}
+    report = {"rows": 2_000_000, "features": 20, "detector": "ecod", "adp_2_workers": run}
+    text = table(report)
+    assert "ADP, 2 workers | 2.0 | 1.0 | 1,000,000" in text
+    assert "PyOD" not in text
+    with_pyod = table({**report, "pyod": {**run, "seconds": 8.0}, "speedup_vs_pyod": 4.0})
+    assert "| PyOD, one process | 8.0 |" in with_pyod
+    assert "pyod 4.0x" in with_pyod
