@@ -37,13 +37,22 @@ from adp.stream.windows import WindowShape, window_features
 ADP = str(Path(sys.executable).with_name("adp"))
 
 
-def _spec_file(tmp_path: Path, stream: str, training: Training, db: str, consumer: str) -> Path:
+def _spec_file(
+    tmp_path: Path,
+    stream: str,
+    training: Training,
+    db: str,
+    consumer: str,
+    *,
+    table: str = "results",
+    batch: int = 250,
+) -> Path:
     spec = spec_dict(
         stream,
         training,
         threshold={"kind": "fixed", "score": 0.6},
-        sinks={"sql": {"url": db, "table": "results"}},
-        batch={"max_events": 250, "max_wait_ms": 50, "max_in_flight": 2},
+        sinks={"sql": {"url": db, "table": table}},
+        batch={"max_events": batch, "max_wait_ms": 50, "max_in_flight": 2},
     )
     spec["source"]["consumer"] = consumer
     path = tmp_path / f"{consumer}.yaml"
@@ -60,11 +69,11 @@ def _start(spec: Path, scheduler: str, *extra: str) -> subprocess.Popen[str]:
     )
 
 
-def _rows(engine: sa.Engine) -> int:
+def _rows(engine: sa.Engine, table: str = "results") -> int:
     try:
         with engine.connect() as conn:
-            return int(conn.execute(sa.text("select count(*) from results")).scalar_one())
-    except sa.exc.OperationalError:  # the table is not created yet
+            return int(conn.execute(sa.text(f"select count(*) from {table}")).scalar_one())
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError):  # no table yet
         return 0
 
 
@@ -80,42 +89,54 @@ def _pending(redis_client: Any, stream: str, consumer: str | None = None) -> int
     return held.get(consumer, 0)
 
 
-@pytest.mark.slow
-def test_a_consumer_killed_mid_batch_loses_and_doubles_nothing(
-    redis_client: Any, redis_stream: str, stream_client: Any, training: Training, tmp_path: Path
+def _kill_three_times_then_finish(
+    redis_client: Any,
+    stream: str,
+    scheduler: str,
+    training: Training,
+    tmp_path: Path,
+    *,
+    db: str,
+    table: str,
+    total: int,
+    chunk: int,
+    pause: float,
+    batch: int,
 ) -> None:
-    # 12k events rather than the issue's 100k, to keep the suite in its budget. The
-    # consumer is killed three times while they flow, each time holding messages it had
-    # fetched and not acknowledged (a kill that found it between batches does not count);
-    # each life has another consumer name, so its heirs must claim what it held.
-    total, chunk = 12_000, 500
+    """Produce ``total`` events, ``chunk`` every ``pause`` seconds, while ``adp stream``
+    is killed (SIGKILL) three times holding messages it had fetched and not acknowledged
+    (a kill that found it between batches does not count); each life has another consumer
+    name, so its heirs must claim what it held. A last consumer drains the stream: every
+    event has exactly one result row."""
     items = payloads(events_frame(total, seed=5))
     ids: list[str] = []
 
     def produce() -> None:
         for i in range(0, total, chunk):
-            ids.extend(xadd_all(redis_client, redis_stream, items[i : i + chunk]))
-            time.sleep(0.4)
+            ids.extend(xadd_all(redis_client, stream, items[i : i + chunk]))
+            time.sleep(pause)
 
-    db = f"sqlite:///{tmp_path / 'results.db'}"
     engine = sa.create_engine(db)
-    scheduler = stream_client.scheduler.address
     producer = threading.Thread(target=produce)
     producer.start()
     held_at_death: list[int] = []
+
+    def spec(name: str) -> Path:
+        return _spec_file(tmp_path, stream, training, db, name, table=table, batch=batch)
+
     try:
         for life in range(8):
             name = f"c{life}"
-            proc = _start(_spec_file(tmp_path, redis_stream, training, db, name), scheduler)
-            before, deadline = _rows(engine), time.monotonic() + 90
+            proc = _start(spec(name), scheduler)
+            before, deadline = _rows(engine, table), time.monotonic() + 90
             while time.monotonic() < deadline and proc.poll() is None:
-                if _rows(engine) > before + 250 and _pending(redis_client, redis_stream, name):
+                if _rows(engine, table) > before + batch and _pending(redis_client, stream, name):
                     break  # it has fetched messages it has not acknowledged: mid-batch
                 time.sleep(0.01)
             assert proc.poll() is None, proc.communicate()[1]
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
-            held = _pending(redis_client, redis_stream, name)
+            held = _pending(redis_client, stream, name)
             if held:
                 held_at_death.append(held)
             if len(held_at_death) == 3:
@@ -123,17 +144,62 @@ def test_a_consumer_killed_mid_batch_loses_and_doubles_nothing(
     finally:
         producer.join()
     assert len(held_at_death) == 3, held_at_death
-    final = _start(
-        _spec_file(tmp_path, redis_stream, training, db, "final"), scheduler, "--until-idle", "2"
-    )
-    out, err = final.communicate(timeout=180)
+    final = _start(spec("final"), scheduler, "--until-idle", "2")
+    out, err = final.communicate(timeout=300)
     assert final.returncode == 0, err
-    rows = pd.read_sql_table("results", engine)
+    rows = pd.read_sql_table(table, engine)
     assert len(ids) == total
     assert rows["message_id"].is_unique
     assert sorted(rows["message_id"]) == sorted(ids)  # every event exactly once
-    assert _pending(redis_client, redis_stream) == 0
-    assert redis_client.xlen(f"{redis_stream}-dead") == 0
+    assert _pending(redis_client, stream) == 0
+    assert redis_client.xlen(f"{stream}-dead") == 0
+
+
+@pytest.mark.slow
+def test_a_consumer_killed_mid_batch_loses_and_doubles_nothing(
+    redis_client: Any, redis_stream: str, stream_client: Any, training: Training, tmp_path: Path
+) -> None:
+    _kill_three_times_then_finish(
+        redis_client,
+        redis_stream,
+        stream_client.scheduler.address,
+        training,
+        tmp_path,
+        db=f"sqlite:///{tmp_path / 'results.db'}",
+        table="results",
+        total=12_000,
+        chunk=500,
+        pause=0.4,
+        batch=250,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_100k_events_with_three_kills_end_with_one_row_each_in_postgresql(
+    redis_client: Any,
+    redis_stream: str,
+    stream_client: Any,
+    training: Training,
+    tmp_path: Path,
+    pg_url: str,
+    table_name: str,
+) -> None:
+    # The issue's figure: 100,000 events, the consumer killed three times mid-batch while
+    # they flow, into PostgreSQL (batches of 2,000, written with COPY).
+    _kill_three_times_then_finish(
+        redis_client,
+        redis_stream,
+        stream_client.scheduler.address,
+        training,
+        tmp_path,
+        db=pg_url,
+        table=table_name,
+        total=100_000,
+        chunk=5_000,
+        pause=0.5,
+        batch=2_000,
+    )
 
 
 @pytest.mark.slow
