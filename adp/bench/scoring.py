@@ -355,7 +355,9 @@ def scoring(
             param_hint="'--against'",
         )
     counts = tuple(int(w) for w in workers.split(","))
-    result = bench_scoring(rows, features, detector, counts, sample_rows, data_dir, against, pyod)
+    result = bench_scoring(
+        rows, features, detector, counts, sample_rows, data_dir, against, pyod=pyod
+    )
     if as_json:
         click.echo(json.dumps(result))
         return

@@ -90,18 +90,18 @@ def test_bench_scoring_refuses_peers_of_another_detector(monkeypatch, tmp_path) 
 
 
 @pytest.mark.parametrize(
-    ("args", "expected"),
+    ("args", "expected", "pyod"),
     [
-        ([], ()),
-        (["--against", "isotree,h2o"], ("isotree", "h2o")),
-        (["--against", "h2o"], ("h2o",)),
+        ([], (), True),
+        (["--against", "isotree,h2o"], ("isotree", "h2o"), True),
+        (["--against", "h2o", "--no-pyod"], ("h2o",), False),
     ],
 )
-def test_the_option_reaches_the_bench(monkeypatch, tmp_path, args, expected) -> None:
+def test_the_option_reaches_the_bench(monkeypatch, tmp_path, args, expected, pyod) -> None:
     seen: dict[str, Any] = {}
 
-    def fake(*a: Any) -> dict[str, Any]:
-        seen["args"] = a
+    def fake(*a: Any, **kw: Any) -> dict[str, Any]:
+        seen["args"], seen["pyod"] = a, kw["pyod"]
         return {"against": list(a[-1])}
 
     monkeypatch.setattr(scoring, "bench_scoring", fake)
@@ -110,6 +110,7 @@ def test_the_option_reaches_the_bench(monkeypatch, tmp_path, args, expected) -> 
     )
     assert result.exit_code == 0, result.output
     assert seen["args"][-1] == expected
+    assert seen["pyod"] is pyod
     assert json.loads(result.output) == {"against": list(expected)}
 
 
