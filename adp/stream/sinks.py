@@ -273,19 +273,23 @@ def _copy_value(value: Any) -> str:
 
 
 def _copy_column(name: str, column: pd.Series) -> list[str]:
-    """A result column in ``COPY``'s text format, column-wise where the type allows."""
+    """A result column in ``COPY``'s text format, column-wise where the type allows; the
+    values :func:`result_records` gives the other dialects (a missing key value or
+    threshold is null, a NaN score stays NaN)."""
     dtype = column.dtype
-    if pd.api.types.is_bool_dtype(dtype):
+    if pd.api.types.is_bool_dtype(dtype) and not column.hasnans:
         return np.where(column.to_numpy(dtype=bool), "t", "f").tolist()
     if isinstance(dtype, pd.DatetimeTZDtype):
         return [_NULL if v is None else v for v in _iso(column)]
     if pd.api.types.is_float_dtype(dtype):
-        floats: list[float] = column.to_numpy(dtype=np.float64).tolist()
+        floats: list[float] = column.to_numpy(dtype=np.float64, na_value=np.nan).tolist()
         if np.isfinite(floats).all():
             return list(map(float.__repr__, floats))
         if name == "threshold":  # none yet (an adaptive threshold warming up): null
             return [repr(v) if math.isfinite(v) else _NULL for v in floats]
-        return list(map(_copy_value, floats))
+        if name == "score":
+            return list(map(_copy_value, floats))
+        return [_NULL if math.isnan(v) else _copy_value(v) for v in floats]
     values = _native(column)
     plain = set(map(type, values)) <= {str}
     if plain and not any(c in "".join(values) for c in "\\\t\n\r"):

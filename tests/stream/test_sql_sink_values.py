@@ -22,6 +22,7 @@ def _results() -> pd.DataFrame:
         {
             "sensor": _AWKWARD,
             "line": np.arange(n, dtype=np.int64) * 1_000_000_007,
+            "gain": [0.5, np.nan, -2.25, 1e-310, 7.0, np.nan, 0.1, 3.0],
             "score": np.linspace(-1e-300, 3.0, n) + 1 / 3,
             "is_anomaly": np.arange(n) % 2 == 0,
             "threshold": [np.nan, 0.5, 0.5, np.inf, 0.5, 0.5, 0.5, 0.5],
@@ -36,7 +37,7 @@ def _results() -> pd.DataFrame:
 
 def _round_trip(url: str, table: str) -> None:
     results = _results()
-    sink = SqlSink(url, table, key=["sensor", "line"])
+    sink = SqlSink(url, table, key=["sensor", "line", "gain"])
     sink.write(results)
     sink.write(results)  # again: nothing new
     back = pd.read_sql_table(table, sa.create_engine(url)).set_index("message_id")
@@ -44,6 +45,12 @@ def _round_trip(url: str, table: str) -> None:
     assert len(back) == len(results)
     assert back["sensor"].tolist() == _AWKWARD
     assert back["line"].tolist() == results["line"].tolist()
+    with sa.create_engine(url).connect() as conn:  # null, not NaN, as result_records gives
+        nulls = conn.execute(sa.text(f"select count(*) from {table} where gain is null"))
+        assert nulls.scalar_one() == 2
+    gain = back["gain"].tolist()
+    assert [np.isnan(g) for g in gain] == [i in (1, 5) for i in range(len(results))]
+    assert [g for g in gain if not np.isnan(g)] == [0.5, -2.25, 1e-310, 7.0, 0.1, 3.0]
     assert back["score"].tolist() == results["score"].tolist()  # every digit
     assert back["is_anomaly"].astype(bool).tolist() == results["is_anomaly"].tolist()
     threshold = back["threshold"].tolist()
