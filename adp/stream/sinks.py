@@ -291,9 +291,10 @@ def _copy_column(name: str, column: pd.Series) -> list[str]:
             return list(map(_copy_value, floats))
         return [_NULL if math.isnan(v) else _copy_value(v) for v in floats]
     values = _native(column)
-    plain = set(map(type, values)) <= {str}
-    if plain and not any(c in "".join(values) for c in "\\\t\n\r"):
-        return values  # plain text that needs no escape
+    if set(map(type, values)) <= {str}:
+        joined = "".join(values)
+        if not any(c in joined for c in "\\\t\n\r"):
+            return values  # plain text that needs no escape
     return list(map(_copy_value, values))
 
 
