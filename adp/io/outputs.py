@@ -77,6 +77,9 @@ def read_manifest(uri: str, storage_options: dict[str, Any] | None = None) -> di
     """The manifest of the ADP output at ``uri``, or None when there is none (or it does
     not parse as a JSON object)."""
     fs, root = _fs(uri, storage_options)
+    # Another job may have committed since this file system listed the folder (s3fs keeps
+    # listings): a cached listing without the manifest must not hide it.
+    fs.invalidate_cache(f"{root}/{MANIFEST}")
     try:
         with fs.open(f"{root}/{MANIFEST}", "rb") as f:
             manifest = json.loads(f.read())

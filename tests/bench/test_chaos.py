@@ -108,7 +108,7 @@ def test_a_partition_that_kills_its_worker_fails_the_job_naming_it(
     assert result["passed"]
     # The nanny of the fourth worker to die may still be restarting it (CI once saw it
     # absent after 120 s): what matters is that no live worker keeps the poison plugin.
-    client.wait_for_workers(2, timeout=120)
+    client.wait_for_workers(1, timeout=120)
     assert "adp-chaos-poison" not in client.run(lambda dask_worker: list(dask_worker.plugins))
 
 

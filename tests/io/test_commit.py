@@ -134,6 +134,23 @@ def test_s3_races_with_mode_error_have_exactly_one_winner_by_conditional_put(s3)
         assert [v.rsplit("/", 1)[-1] for v in versions] == [winners[0]]  # loser's removed
 
 
+def test_a_manifest_committed_after_a_listing_is_read_not_hidden_by_the_cache(s3) -> None:
+    """The race the test above once lost: the loser listed the folder before the winner's
+    PUT, and s3fs answered the manifest's read from that listing (not found)."""
+    from adp.io.outputs import _fs, read_manifest
+
+    bucket = s3.bucket()
+    options = s3.storage_options
+    target = f"s3://{bucket}/late/scores"
+    fs, root = _fs(target, options)
+    fs.pipe_file(f"{root}/{VERSIONS}/v1/part.0.parquet", _tiny(range(3)))
+    assert read_manifest(target, options) is None
+    fs.find(root)  # the listing now cached says: no manifest
+    other = s3.fs()  # another job's client, its own connection and cache
+    other.pipe_file(f"{root}/{MANIFEST}", json.dumps({"job": "winner-job"}).encode())
+    assert (read_manifest(target, options) or {}).get("job") == "winner-job"
+
+
 def _commit_s3(target: str, options: dict, ids: range, files: int, mode: str = "error") -> None:
     staging = Staging(target, mode, options)  # type: ignore[arg-type]
     with staging.session():
