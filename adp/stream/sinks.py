@@ -27,13 +27,13 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
-import orjson
 import pandas as pd
 import sqlalchemy as sa
 
 from adp.db import check_identifier, connect_error, engine_for, safe_url, write_transaction
 from adp.errors import ConfigError, SourceError, bounded
 from adp.stream.brokers.protocol import Broker
+from adp.stream.result_text import iso_text, native, result_json
 
 __all__ = ["RESULT_COLUMNS", "Sink", "SqlSink", "StreamSink", "result_json", "result_records"]
 
@@ -54,26 +54,6 @@ class Sink(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
-
-
-def _native(values: Any) -> list[Any]:
-    """A column as Python values (NaN and NaT as None)."""
-    series = pd.Series(values)
-    out: list[Any] = series.astype(object).where(series.notna(), None).tolist()
-    return out
-
-
-def _iso(column: pd.Series) -> list[str | None]:
-    """A UTC datetime column as ISO 8601 text (``...T12:00:00.000000Z``), NaT as None;
-    column-wise in NumPy."""
-    values = column.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]")
-    text = np.char.add(np.datetime_as_string(values, unit="us"), "Z")
-    out: list[str | None] = text.tolist()
-    missing = np.isnat(values)
-    if missing.any():
-        for i in np.flatnonzero(missing).tolist():
-            out[i] = None
-    return out
 
 
 def result_records(results: pd.DataFrame) -> list[dict[str, Any]]:
@@ -100,55 +80,8 @@ def _result_columns(results: pd.DataFrame) -> dict[str, list[Any]]:
                 listed = [v if math.isfinite(v) else None for v in listed]
             columns[name] = listed
         else:
-            columns[name] = _native(column)
+            columns[name] = native(column)
     return columns
-
-
-def _json_text(values: list[Any]) -> list[str]:
-    """Python values as JSON text: a column of plain strings (no quote, backslash or
-    control character, checked once over the whole column) is quoted as it is; anything
-    else is encoded by orjson value by value (NaN and infinities as null)."""
-    if set(map(type, values)) <= {str}:
-        joined = "".join(values)
-        if '"' not in joined and "\\" not in joined and joined.isprintable():
-            return list(map('"{}"'.format, values))
-    return [orjson.dumps(v).decode() for v in values]
-
-
-def _json_column(column: pd.Series) -> list[str]:
-    """Each value of a result column as JSON text, column-wise where the type allows."""
-    dtype = column.dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        return np.where(column.to_numpy(dtype=bool), "true", "false").tolist()
-    if pd.api.types.is_float_dtype(dtype):
-        floats: list[float] = column.to_numpy(dtype=np.float64).tolist()
-        if np.isfinite(floats).all():  # repr: the shortest round-trip form, as json.dumps
-            return list(map(float.__repr__, floats))
-        return [repr(v) if math.isfinite(v) else "null" for v in floats]
-    if pd.api.types.is_integer_dtype(dtype) and not column.hasnans:
-        return list(map(str, column.to_numpy().tolist()))
-    if pd.api.types.is_datetime64_any_dtype(dtype):
-        return ['"' + v + '"' if v is not None else "null" for v in _iso(column)]
-    return _json_text(_native(column))
-
-
-def result_json(results: pd.DataFrame) -> list[tuple[str, bytes]]:
-    """``(message_id, JSON object)`` of each result row, times as ISO 8601 text (UTC).
-
-    Encoded column by column, then assembled row by row with one format string (a batch
-    is thousands of rows). Each float is written in its shortest round-trip form (as
-    ``json.dumps`` does): a reader gets the exact score (pandas' ``to_json`` would round it
-    to 10 or 15 digits).
-    """
-    ids = [str(i) for i in results.index.tolist()]
-    names = ["message_id", *map(str, results.columns)]
-    columns = [_json_text(ids), *(_json_column(results[name]) for name in results.columns)]
-    fields = (orjson.dumps(name).decode().replace("%", "%%") + ":%s" for name in names)
-    template = "{" + ",".join(fields) + "}"
-    return [
-        (mid, (template % row).encode())
-        for mid, row in zip(ids, zip(*columns, strict=True), strict=True)
-    ]
 
 
 def _sql_type(dtype: Any) -> sa.types.TypeEngine[Any]:
@@ -280,7 +213,7 @@ def _copy_column(name: str, column: pd.Series) -> list[str]:
     if pd.api.types.is_bool_dtype(dtype) and not column.hasnans:
         return np.where(column.to_numpy(dtype=bool), "t", "f").tolist()
     if isinstance(dtype, pd.DatetimeTZDtype):
-        return [_NULL if v is None else v for v in _iso(column)]
+        return [_NULL if v is None else v for v in iso_text(column)]
     if pd.api.types.is_float_dtype(dtype):
         floats: list[float] = column.to_numpy(dtype=np.float64, na_value=np.nan).tolist()
         if np.isfinite(floats).all():
@@ -290,7 +223,7 @@ def _copy_column(name: str, column: pd.Series) -> list[str]:
         if name == "score":
             return list(map(_copy_value, floats))
         return [_NULL if math.isnan(v) else _copy_value(v) for v in floats]
-    values = _native(column)
+    values = native(column)
     if set(map(type, values)) <= {str}:
         joined = "".join(values)
         if not any(c in joined for c in "\\\t\n\r"):
