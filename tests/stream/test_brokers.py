@@ -86,6 +86,12 @@ def test_redis_publishing_is_idempotent_by_message_id(redis_client: Any, redis_s
     assert second_model.publish(out, items[:2]) == 2  # another group's results are its own
     assert second_model.publish(out, items[:2]) == 0
     assert len(redis_client.xrange(out)) == 7
+    twice = [("5-0", b"e"), ("6-0", b"f"), ("5-0", b"e")]  # one id twice in one batch
+    assert broker.publish(out, twice) == 2
+    many = [(f"{i}-1", b"x") for i in range(2500)]  # three script calls, one pipeline
+    assert broker.publish(out, [*many, *items]) == 2500
+    assert broker.publish(out, many[1000:1500]) == 0
+    assert len(redis_client.xrange(out)) == 7 + 2 + 2500
     broker.close()
     other.close()
     second_model.close()
