@@ -49,6 +49,8 @@ import orjson
 
 from adp.bench.measure import RssSampler, cluster, current_rss, timed
 from adp.bench.process_cluster import process_cluster
+from adp.bench.stream_sql import BenchTable, postgres_cpu
+from adp.db import safe_url
 from adp.errors import BenchmarkError
 from adp.stream.collector import fewer_collections
 
@@ -86,6 +88,7 @@ def _runner(
     key: list[str],
     max_wait_ms: int = 100,
     max_in_flight: int = 4,
+    extra_sinks: tuple[Any, ...] = (),
 ) -> tuple[Any, Any]:
     from adp.stream.brokers.redis_streams import RedisStreamsBroker
     from adp.stream.runner import StreamRunner
@@ -98,7 +101,7 @@ def _runner(
         client,
         model,
         FixedThreshold(0.6),
-        [StreamSink(broker, f"{stream}-out")],
+        [StreamSink(broker, f"{stream}-out"), *extra_sinks],
         f"{stream}-dead",
         key=key,
         max_events=batch,
@@ -120,15 +123,20 @@ def _redis_cpu(redis_client: Any) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def _cpu(client: Any, redis_client: Any) -> dict[str, float]:
-    """CPU seconds so far of this process, the workers, the scheduler and Redis."""
+def _cpu(client: Any, redis_client: Any, sql: str | None = None) -> dict[str, float]:
+    """CPU seconds so far of this process, the workers, the scheduler, Redis and (with
+    ``sql`` on a local PostgreSQL) the PostgreSQL server."""
     workers = client.run(_process_cpu)
-    return {
+    figures = {
         "consumer": _process_cpu(),
         "workers": float(sum(workers.values())),
         "scheduler": float(client.run_on_scheduler(_process_cpu)),
         "redis": _redis_cpu(redis_client),
     }
+    postgres = postgres_cpu(sql) if sql else None
+    if postgres is not None:
+        figures["postgres"] = postgres
+    return figures
 
 
 def _sustained(
@@ -140,21 +148,25 @@ def _sustained(
     batch: int,
     features: int,
     max_in_flight: int = 4,
+    sql: str | None = None,
 ) -> dict[str, Any]:
     stream = f"adp-bench-{uuid.uuid4().hex[:8]}"
+    table = BenchTable(sql) if sql else None
     try:
         rng = np.random.default_rng(1)
         for start in range(0, events, 10_000):  # in chunks: the consumer's RSS stays its own
             rows = rng.normal(size=(min(10_000, events - start), features))
             _write(redis_client, stream, _payloads(rows))
-        runner, broker = _runner(url, stream, client, model, batch, [], 100, max_in_flight)
-        before = _cpu(client, redis_client)
+        sinks = (table.sink,) if table else ()
+        runner, broker = _runner(url, stream, client, model, batch, [], 100, max_in_flight, sinks)
+        before = _cpu(client, redis_client, sql)
         with fewer_collections(), timed() as timer:  # as `adp stream` runs
             stats = runner.run(max_events=events)
-        after = _cpu(client, redis_client)
+        after = _cpu(client, redis_client, sql)
         broker.close()
-        if stats.results != events or redis_client.xlen(f"{stream}-out") != events:
-            raise BenchmarkError(f"{stats.results} results for {events} events")
+        written = [redis_client.xlen(f"{stream}-out"), *([table.rows()] if table else [])]
+        if stats.results != events or set(written) != {events}:
+            raise BenchmarkError(f"{stats.results} results ({written} written) for {events} events")
         cpu_us = {part: (after[part] - before[part]) / events * 1e6 for part in after}
         return {
             "events": events,
@@ -163,9 +175,12 @@ def _sustained(
             "batches": stats.batches,
             "max_in_flight": max_in_flight,
             "cpu_us_per_event": cpu_us,
+            "sql": safe_url(sql) if sql else None,
         }
     finally:
         redis_client.delete(stream, f"{stream}-out", f"{stream}-out:adp-published")
+        if table is not None:
+            table.drop()
 
 
 def produce_and_read(url: str, stream: str, rate: int, total: int, features: int, out: str) -> None:
@@ -316,11 +331,11 @@ def _river(events: int, features: int) -> dict[str, Any]:
 
 def bench_stream(
     *,
-    events: int = 100_000,
+    events: int = 1_000_000,
     features: int = 20,
     rate: int = 10_000,
     seconds: float = 30.0,
-    batch: int = 5_000,
+    batch: int = 50_000,
     max_wait_ms: int = 100,
     max_in_flight: int = 4,
     workers: int = 2,
@@ -329,6 +344,7 @@ def bench_stream(
     redis_url: str = "redis://127.0.0.1:6379/0",
     cluster_kind: str = "processes",
     client: Any = None,
+    sql: str | None = None,
 ) -> dict[str, Any]:
     """Run the three phases (see the module) and return their figures."""
     import dask
@@ -339,6 +355,8 @@ def bench_stream(
     import adp
     from adp.stream.model import StreamModel
 
+    if sql is not None:  # a bad URL fails now, before any cluster starts
+        BenchTable(sql).sink.close()
     redis_client = redis.Redis.from_url(redis_url)
     train = pd.DataFrame(
         _events(train_rows, features, 0), columns=[f"f{i}" for i in range(features)]
@@ -358,9 +376,9 @@ def bench_stream(
     )
     with where as c:
         warm = min(events, 5 * batch)
-        _sustained(redis_url, redis_client, c, model, warm, batch, features, max_in_flight)
+        _sustained(redis_url, redis_client, c, model, warm, batch, features, max_in_flight, sql)
         sustained = _sustained(
-            redis_url, redis_client, c, model, events, batch, features, max_in_flight
+            redis_url, redis_client, c, model, events, batch, features, max_in_flight, sql
         )
         latency = _latency(
             redis_url,
@@ -388,11 +406,16 @@ def bench_stream(
 
 
 @click.command("stream")
-@click.option("--events", default=100_000, show_default=True, help="Events of the sustained run.")
+@click.option("--events", default=1_000_000, show_default=True, help="Events of the sustained run.")
 @click.option("--features", default=20, show_default=True)
 @click.option("--rate", default=10_000, show_default=True, help="Events/s of the latency run.")
 @click.option("--seconds", default=30.0, show_default=True, help="Length of the latency run.")
-@click.option("--batch", default=5_000, show_default=True, help="Most events per micro-batch.")
+@click.option(
+    "--batch",
+    default=50_000,
+    show_default=True,
+    help="Most events per micro-batch (the latency run's batches fill by time, not size).",
+)
 @click.option(
     "--max-wait-ms",
     default=100,
@@ -416,6 +439,13 @@ def bench_stream(
     show_default=True,
     help="A scheduler process and worker processes, or a LocalCluster in this process.",
 )
+@click.option(
+    "--sql",
+    default=None,
+    metavar="URL",
+    help="Also write the sustained run's results to a table of its own at this SQLAlchemy "
+    "URL (PostgreSQL or SQLite; dropped afterwards).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def stream(as_json: bool, **options: Any) -> None:
     """Sustained events/s, p50/p99 latency at a fixed rate, consumer RSS, and River's
@@ -430,7 +460,9 @@ def stream(as_json: bool, **options: Any) -> None:
     cpu = s["cpu_us_per_event"]
     click.echo(
         f"sustained: {s['events']:,} events in {s['seconds']:.1f} s = "
-        f"{s['events_per_s']:,.0f} events/s ({s['batches']:,} batches, up to "
+        f"{s['events_per_s']:,.0f} events/s"
+        + (f" into Redis and {s['sql']}" if s.get("sql") else "")
+        + f" ({s['batches']:,} batches, up to "
         f"{s['max_in_flight']} in flight; {result['features']} features, "
         f"{result['workers']} workers ({result['cluster']}), {result['cpus']} CPUs, load average "
         f"{result['load_average'][0]:.1f})"

@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from adp.bench.streaming import bench_stream
 
 
 @pytest.mark.slow
 def test_bench_stream_measures_throughput_latency_memory_and_river(
-    redis_client: Any, stream_client: Any
+    redis_client: Any, stream_client: Any, pg_url: str
 ) -> None:
+    engine = sa.create_engine(pg_url)
+    tables_before = set(sa.inspect(engine).get_table_names())
     result = bench_stream(
         events=1500,
         features=5,
@@ -23,13 +26,17 @@ def test_bench_stream_measures_throughput_latency_memory_and_river(
         train_rows=2000,
         max_in_flight=2,
         client=stream_client,
+        sql=pg_url,
     )
     sustained, latency, river = result["sustained"], result["latency"], result["river"]
     assert sustained["events"] == 1500 and sustained["events_per_s"] > 0
     assert sustained["batches"] >= 3 and sustained["max_in_flight"] == 2
     cpu = sustained["cpu_us_per_event"]
-    assert set(cpu) == {"consumer", "workers", "scheduler", "redis"}
+    assert set(cpu) == {"consumer", "workers", "scheduler", "redis", "postgres"}
     assert cpu["consumer"] > 0 and cpu["redis"] > 0  # the consumer and Redis did work
+    assert cpu["postgres"] >= 0  # measured (1,500 rows may take less than a clock tick)
+    assert sustained["sql"] == pg_url  # the bench counted every row in its table
+    assert set(sa.inspect(engine).get_table_names()) == tables_before  # and dropped it
     assert latency["events"] == 1000
     assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
     assert 0 < latency["rss_start_mb"] <= latency["rss_peak_mb"]

@@ -15,8 +15,9 @@ Publishing is idempotent by message id: one Lua script adds the ids of a batch (
 ``dedupe_seconds``) and ``XADD`` s only the entries whose id was new, atomically, so a
 redelivered message's result is not published twice. The script asks which ids it has seen
 with one ``ZMSCORE`` and records the new ones with one ``ZADD`` per chunk of 1,000 (a ``ZADD
-NX`` per id cost about 2 us of Redis's CPU per event): it needs Redis 6.2 or newer. (On a Redis Cluster both keys must
-share a slot: name the output stream with a hash tag, e.g. ``{out}:scores``.)
+NX`` per id cost about 2 us of Redis's CPU per event): it needs Redis 6.2 or newer. (On a
+Redis Cluster both keys must share a slot: name the output stream with a hash tag, e.g.
+``{out}:scores``.)
 
 Throughput: entries are read as hiredis parsed them (redis-py's reply callbacks, which
 build a dict per entry in Python, are switched off for ``XREADGROUP`` and ``XAUTOCLAIM``);
