@@ -29,7 +29,7 @@ class BenchTable:
     def __init__(self, url: str) -> None:
         self.url = url
         self.table = f"adp_bench_{uuid.uuid4().hex[:8]}"
-        self.sink = SqlSink(url, self.table)
+        self.sink = SqlSink(url, self.table, url_field="--sql")
 
     def __repr__(self) -> str:
         return f"BenchTable({safe_url(self.url)!r}, {self.table!r})"

@@ -107,18 +107,23 @@ class SqlSink:
         primary key and the result columns.
     key : sequence of str
         The key columns.
+    url_field : str, default "sinks.sql.url"
+        What errors about ``url`` call it (a command-line option, for a caller that is not
+        a stream spec).
     """
 
-    def __init__(self, url: str, table: str, key: Sequence[str] = ()) -> None:
+    def __init__(
+        self, url: str, table: str, key: Sequence[str] = (), *, url_field: str = "sinks.sql.url"
+    ) -> None:
         self.table_name = check_identifier(table, "sinks.sql.table")
         self.key = [check_identifier(k, "key column") for k in key]
         self.name = f"sql:{safe_url(url)}#{table}"
         self._url = url
-        self.engine = engine_for(url, what="sinks.sql.url")
+        self.engine = engine_for(url, what=url_field)
         dialect = self.engine.dialect.name
         if dialect not in _DIALECTS:
             raise ConfigError(
-                f"sinks.sql.url: the stream's SQL sink writes to PostgreSQL or SQLite, not "
+                f"{url_field}: the stream's SQL sink writes to PostgreSQL or SQLite, not "
                 f"{dialect} ({safe_url(url)})"
             )
         self._table: sa.Table | None = None

@@ -42,3 +42,15 @@ def test_bench_stream_measures_throughput_latency_memory_and_river(
     assert 0 < latency["rss_start_mb"] <= latency["rss_peak_mb"]
     assert len(latency["rss_quarters_mb"]) == 4 and min(latency["rss_quarters_mb"]) > 0
     assert river["events"] == 300 and river["events_per_s"] > 0
+
+
+def test_a_bad_sql_url_is_one_line_naming_the_option_before_any_cluster() -> None:
+    from click.testing import CliRunner
+
+    from adp.bench.streaming import stream
+
+    # an unreachable Redis too: the URL's check must come first
+    result = CliRunner().invoke(stream, ["--sql", "not-a-url", "--redis", "redis://127.0.0.1:1/0"])
+    assert result.exit_code != 0
+    assert result.output.startswith("error: invalid --sql 'not-a-url'"), result.output
+    assert len(result.output.strip().splitlines()) == 1
