@@ -218,6 +218,26 @@ def engine_for(
         return engine
 
 
+def driver_engine(url: str, field: str) -> Engine:
+    """:func:`engine_for` ``url``, where a driver that is not installed, or a URL SQLAlchemy
+    cannot use, is a :class:`~adp.errors.ConfigError` naming ``field`` and the driver.
+
+    Raises
+    ------
+    adp.errors.ConfigError
+        As for :func:`parse_url`, and for a driver SQLAlchemy cannot load.
+    """
+    try:
+        return engine_for(url, what=field)
+    except (sa.exc.NoSuchModuleError, sa.exc.ArgumentError, ImportError) as exc:
+        driver = url.split("://", 1)[0]
+        raise ConfigError(
+            f"{field} {safe_url(url)} names database driver {driver!r}, which SQLAlchemy "
+            f"cannot load ({type(exc).__name__}): install its package or fix the URL, such "
+            "as postgresql+psycopg://host/db or sqlite:///file.db"
+        ) from None
+
+
 def server_connect_args(url: URL) -> dict[str, Any]:
     """Connect (and, where the driver has one, read) timeouts for a server database, from
     dask config ``adp.io.connect-timeout`` / ``adp.io.read-timeout``, unless the URL's
@@ -279,6 +299,7 @@ __all__ = [
     "IDENTIFIER_MAX_LENGTH",
     "check_identifier",
     "connect_error",
+    "driver_engine",
     "engine_for",
     "is_sql_url",
     "parse_url",

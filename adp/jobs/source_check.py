@@ -24,7 +24,7 @@ from typing import Any
 import fsspec
 
 from adp.config import settings
-from adp.errors import AdpError, ConfigError, DataError, SourceError, bounded
+from adp.errors import AdpError, DataError, SourceError, bounded
 from adp.io.s3 import S3_PROTOCOLS, remote_errors, with_timeouts
 from adp.jobs.spec import SourceSpec
 from adp.paths import check_allowed, check_storage_options, protocol_of
@@ -242,22 +242,12 @@ def _sql_columns(source: SourceSpec) -> list[str] | None:
 
 
 def sql_engine(url: str, field: str) -> Any:
-    """The engine of database ``url`` (:func:`adp.db.engine_for`); a driver that is not
-    installed or a URL SQLAlchemy cannot use is a :class:`~adp.errors.ConfigError` naming
-    ``field`` and the driver."""
-    import sqlalchemy as sa
+    """The engine of database ``url``; a driver that is not installed or a URL SQLAlchemy
+    cannot use is a :class:`~adp.errors.ConfigError` naming ``field`` and the driver
+    (:func:`adp.db.driver_engine`)."""
+    from adp.db import driver_engine
 
-    from adp.db import engine_for, safe_url
-
-    try:
-        return engine_for(url)
-    except (sa.exc.NoSuchModuleError, sa.exc.ArgumentError, ImportError) as exc:
-        driver = url.split("://", 1)[0]
-        raise ConfigError(
-            f"{field} {safe_url(url)} names database driver {driver!r}, which SQLAlchemy "
-            f"cannot load ({type(exc).__name__}): install its package or fix the URL, such "
-            "as postgresql+psycopg://host/db or sqlite:///file.db"
-        ) from None
+    return driver_engine(url, field)
 
 
 def ping(engine: Any, url: str) -> None:

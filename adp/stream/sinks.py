@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from adp.db import check_identifier, connect_error, engine_for, safe_url, write_transaction
+from adp.db import check_identifier, connect_error, driver_engine, safe_url, write_transaction
 from adp.errors import ConfigError, SourceError, bounded
 from adp.stream.brokers.protocol import Broker
 from adp.stream.result_text import iso_text, native, result_json
@@ -100,7 +100,7 @@ class SqlSink:
     Parameters
     ----------
     url : str
-        A PostgreSQL or SQLite SQLAlchemy URL (checked by :func:`adp.db.engine_for`).
+        A PostgreSQL or SQLite SQLAlchemy URL (checked by :func:`adp.db.driver_engine`).
     table : str
         A plain SQL identifier; the table is created at the first write when missing (key
         columns typed after that batch), and must otherwise have ``message_id`` as its
@@ -119,7 +119,7 @@ class SqlSink:
         self.key = [check_identifier(k, "key column") for k in key]
         self.name = f"sql:{safe_url(url)}#{table}"
         self._url = url
-        self.engine = engine_for(url, what=url_field)
+        self.engine = driver_engine(url, url_field)
         dialect = self.engine.dialect.name
         if dialect not in _DIALECTS:
             raise ConfigError(

@@ -72,3 +72,12 @@ def test_awkward_values_round_trip_on_sqlite(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_awkward_values_round_trip_on_postgresql(pg_url: str, table_name: str) -> None:
     _round_trip(pg_url, table_name)
+
+
+def test_a_driver_that_is_not_installed_is_a_config_error_naming_the_field() -> None:
+    from adp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^sinks\.sql\.url .* names database driver"):
+        SqlSink("postgresql+nodriver://u@127.0.0.1/db", "results")
+    with pytest.raises(ConfigError, match=r"^--sql .* names database driver 'postgresql\+x'"):
+        SqlSink("postgresql+x://u@127.0.0.1/db", "results", url_field="--sql")
