@@ -4,16 +4,18 @@ PostgreSQL server on this machine spent."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 import sqlalchemy as sa
 
-from adp.db import safe_url
+from adp.db import connect_error, safe_url
 from adp.stream.sinks import SqlSink
 
 __all__ = ["BenchTable", "postgres_cpu"]
 
+_log = logging.getLogger(__name__)
 _LOCAL_HOSTS = {None, "", "localhost", "127.0.0.1", "::1"}
 
 
@@ -40,9 +42,16 @@ class BenchTable:
             return int(conn.execute(sa.text(f'SELECT count(*) FROM "{self.table}"')).scalar_one())
 
     def drop(self) -> None:
-        """Drop the table, when it was created."""
-        sa.Table(self.table, sa.MetaData()).drop(self.sink.engine, checkfirst=True)
-        self.sink.close()
+        """Drop the table, when it was created; a database that cannot be reached is
+        logged, not raised (the bench's own error, if any, is the one to see)."""
+        try:
+            sa.Table(self.table, sa.MetaData()).drop(self.sink.engine, checkfirst=True)
+        except sa.exc.SQLAlchemyError as exc:
+            _log.warning(
+                "could not drop the bench's table %r: %s", self.table, connect_error(self.url, exc)
+            )
+        finally:
+            self.sink.close()
 
 
 def postgres_cpu(url: str) -> float | None:

@@ -180,7 +180,7 @@ def _sustained(
     finally:
         redis_client.delete(stream, f"{stream}-out", f"{stream}-out:adp-published")
         if table is not None:
-            table.drop()
+            table.drop()  # says, rather than raises, when it cannot: the run's error comes first
 
 
 def produce_and_read(url: str, stream: str, rate: int, total: int, features: int, out: str) -> None:

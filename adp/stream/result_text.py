@@ -55,7 +55,7 @@ def _json_text(values: list[Any]) -> list[str]:
 def _json_column(column: pd.Series) -> list[str]:
     """Each value of a result column as JSON text, column-wise where the type allows."""
     dtype = column.dtype
-    if pd.api.types.is_bool_dtype(dtype):
+    if pd.api.types.is_bool_dtype(dtype) and not column.hasnans:
         return np.where(column.to_numpy(dtype=bool), "true", "false").tolist()
     if pd.api.types.is_float_dtype(dtype):
         # One orjson call for the column (NaN and infinities as null), split at the commas.
@@ -69,9 +69,12 @@ def _json_column(column: pd.Series) -> list[str]:
 
 
 def _holds_one_value(column: pd.Series) -> bool:
-    """Whether every value of a (non-empty) column equals its first (NaN and NaT never do:
-    such a column is encoded row by row)."""
+    """Whether every value of a (non-empty) column equals its first. A column with a
+    missing value is encoded row by row: a nullable column's comparison skips its NAs, and
+    would call ``[NA, "a", "a"]`` one value."""
     try:
+        if column.isna().any():
+            return False
         return bool((column == column.iloc[0]).all())
     except (TypeError, ValueError):  # values that do not compare as scalars
         return False

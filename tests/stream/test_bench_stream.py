@@ -54,3 +54,12 @@ def test_a_bad_sql_url_is_one_line_naming_the_option_before_any_cluster() -> Non
     assert result.exit_code != 0
     assert result.output.startswith("error: invalid --sql 'not-a-url'"), result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_bench_table_says_when_it_cannot_be_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    from adp.bench.stream_sql import BenchTable
+
+    table = BenchTable("postgresql+psycopg://postgres:hunter2@127.0.0.1:1/test")
+    table.drop()  # nothing listens on port 1: logged, not raised over the run's own error
+    assert f"could not drop the bench's table '{table.table}'" in caplog.text
+    assert "hunter2" not in caplog.text

@@ -65,3 +65,16 @@ def test_one_row_and_no_rows() -> None:
     got = orjson.loads(body)
     assert got["sensor"] == "100%s" and got["event_time"] is None and got["message_id"] == mid
     assert result_json(one.iloc[:0]) == []
+
+
+@pytest.mark.parametrize("dtype", ["string[pyarrow]", "string[python]", "Int64", "boolean"])
+@pytest.mark.parametrize("missing_at", [0, 2])
+def test_a_nullable_column_with_one_value_and_a_missing_one_keeps_the_missing_one(
+    dtype: str, missing_at: int
+) -> None:
+    value = {"Int64": 7, "boolean": True}.get(dtype, "s1")
+    values = pd.array([value] * 4, dtype=dtype)
+    values[missing_at] = pd.NA
+    results = _results(False).iloc[:4].assign(sensor=values)
+    got = [orjson.loads(body)["sensor"] for _, body in result_json(results)]
+    assert got == [None if i == missing_at else value for i in range(4)]
