@@ -127,7 +127,7 @@ def test_the_report_gets_each_peer_and_its_speedup(monkeypatch, tmp_path) -> Non
     monkeypatch.setattr(scoring, "make_lake", lambda rows, features, folder: tmp_path)
     monkeypatch.setattr(scoring, "run_pyod", lambda *a: _run(8.0, 6.0))
     monkeypatch.setattr(scoring, "measure_limit", lambda *a: scoring.Limit(0.5, 1.0, 0.5))
-    monkeypatch.setattr(scoring, "run_adp", lambda lake, d, s, w: _run(4.0 / w, 2.0 / w))
+    monkeypatch.setattr(scoring, "run_adp", lambda lake, d, s, w: (_run(4.0 / w, 2.0 / w),) * 2)
     asked: list[tuple[str, Path, int]] = []
 
     def fake_peer(name: str, lake: Path, sample_rows: int) -> dict[str, Any]:
@@ -157,7 +157,7 @@ def test_no_peer_is_run_without_the_option(monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(scoring, "make_lake", lambda rows, features, folder: tmp_path)
     monkeypatch.setattr(scoring, "run_pyod", lambda *a: _run(8.0, 6.0))
     monkeypatch.setattr(scoring, "measure_limit", lambda *a: scoring.Limit(0.5, 1.0, 0.5))
-    monkeypatch.setattr(scoring, "run_adp", lambda lake, d, s, w: _run(4.0 / w, 2.0 / w))
+    monkeypatch.setattr(scoring, "run_adp", lambda lake, d, s, w: (_run(4.0 / w, 2.0 / w),) * 2)
     monkeypatch.setattr(scoring, "run_peer", lambda *a: pytest.fail("no peer was asked for"))
     report = scoring.bench_scoring(1000, 4, "isolation_forest", (1, 2), 500, tmp_path)
     assert not any(k in report for k in ("isotree", "h2o", "speedup_vs_isotree"))
@@ -202,7 +202,7 @@ def test_a_skipped_peer_prints_no_traceback_through_the_command(monkeypatch, tmp
     monkeypatch.setattr(scoring, "make_lake", lambda rows, features, folder: tmp_path)
     monkeypatch.setattr(scoring, "run_pyod", lambda *a: _run(8.0, 6.0))
     monkeypatch.setattr(scoring, "measure_limit", lambda *a: scoring.Limit(0.5, 1.0, 0.5))
-    monkeypatch.setattr(scoring, "run_adp", lambda lake, d, s, w: _run(4.0 / w, 2.0 / w))
+    monkeypatch.setattr(scoring, "run_adp", lambda lake, d, s, w: (_run(4.0 / w, 2.0 / w),) * 2)
     result = CliRunner().invoke(scoring.scoring, ["--against", "isotree"])
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output

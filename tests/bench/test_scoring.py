@@ -7,6 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from adp.bench.job_phases import PHASES, job_phases
 from adp.bench.scoring import make_lake, scoring, table
 
 
@@ -42,6 +43,35 @@ def test_bench_scoring_reports_every_figure_the_issue_names(tmp_path) -> None:
         assert limit[f"{w}_workers"] == pytest.approx(expected)
         run = report[f"adp_{w}_workers"]
         assert run["vs_limit"] == round(run["seconds"] / expected, 3)
+        again = run["second_job"]
+        assert again["vs_limit"] == round(again["seconds"] / expected, 3)
+        for job in (run, again):  # the phases split the job's own seconds
+            assert list(job["phases"]) == list(PHASES)
+            assert min(job["phases"].values()) >= 0 and job["phases"]["fit"] > 0
+            assert sum(job["phases"].values()) == pytest.approx(job["seconds"], abs=0.05)
+
+
+def _task(key: object, start: float, stop: float) -> dict:
+    return {"key": key, "startstops": [{"action": "compute", "start": start, "stop": stop}]}
+
+
+def test_the_phases_come_from_the_task_stream() -> None:
+    stream = [
+        _task(("read_parquet-fused-ab12", 0), 10.2, 10.5),
+        _task("draw-1f2e", 10.5, 10.6),
+        _task("_fit_parts-9a8b", 10.7, 11.2),
+        {"key": "x", "startstops": [{"action": "transfer", "start": 11.2, "stop": 11.3}]},
+        _task(("read_parquet-fused-cd34", 0), 11.4, 12.0),
+        _task(("read_parquet-fused-cd34", 1), 11.4, 12.1),
+        _task("stats-77", 12.0, 12.05),
+        _task("candidates-66", 12.2, 12.25),
+    ]
+    phases = job_phases(stream, start=10.0, done=12.4)
+    assert phases == pytest.approx(
+        {"plan": 0.2, "sample": 0.5, "fit": 0.5, "handoff": 0.2, "score": 0.7,
+         "threshold_and_flags": 0.3}
+    )  # fmt: skip
+    assert job_phases(stream[:2], start=10.0, done=12.4) == {}  # fitted in the client
 
 
 def test_without_pyod_the_table_has_no_pyod_row_and_no_speedup() -> None:
