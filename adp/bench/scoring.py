@@ -1,9 +1,11 @@
 """``adp bench scoring``: ADP on 1 and 2 workers against single-process PyOD, in one run.
 
 Beside the ratios it reports the **limit** of the run, what the hardware allows with no
-overhead at all: the time to read the lake's files with pandas in one process plus ADP's
-compiled scorer over every row on one thread, divided by the workers, plus the fit of the
-sample (:func:`measure_limit`). ``vs_limit`` is ADP's whole job over that limit.
+overhead at all: the time to read the lake's files on one thread plus ADP's compiled
+scorer over every row on one thread, divided by the workers, plus ADP's fit of the sample
+(:func:`measure_limit`). ``vs_limit`` is ADP's whole job over that limit. Each worker count
+runs two jobs on its cluster, the first and a second, each split into its phases from the
+scheduler's task stream (:mod:`adp.bench.job_phases`).
 
 All three read the same Parquet lake, fit the same detector on a sample of the same size and
 score every row. Single-process PyOD reads the lake with pandas and scores it with one
@@ -136,8 +138,9 @@ class Limit:
 
 def measure_limit(lake: Path, detector: str, sample_rows: int, seed: int = 0) -> Limit:
     """Fit the detector on a sample (:func:`adp.detect.fitting.fit_matrix`, as ADP's fit
-    task does), then read each file of the lake with pandas and score it with ADP's frozen
-    scorer (its compiled kernel where it has one), all on one thread.
+    task does), then read each file of the lake into pandas (pyarrow decoding on one thread)
+    and score it with ADP's frozen scorer (its compiled kernel where it has one), all on
+    one thread.
 
     The lake is read and scored a file at a time, as a partitioned job does, never as one
     frame: at 20M x 20 one frame (3.2 GB) read in 4-6x the time of its files and scored at
