@@ -121,7 +121,7 @@ class ServiceSettings(_Section):
 class StreamSettings(_Section):
     """Defaults of ``adp stream`` (a stream spec's ``batch`` and ``source`` override them)."""
 
-    max_events: int = Field(1000, alias="max-events", ge=1)
+    max_events: int = Field(10_000, alias="max-events", ge=1)
     max_wait_ms: int = Field(100, alias="max-wait-ms", ge=1)
     max_in_flight: int = Field(4, alias="max-in-flight", ge=1)
     claim_idle_ms: int = Field(30_000, alias="claim-idle-ms", ge=1)
