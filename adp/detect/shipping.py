@@ -25,6 +25,7 @@ a worker that scores without holding one fetches it from a peer, never from the 
 
 from __future__ import annotations
 
+import collections
 import threading
 import warnings
 import weakref
@@ -60,9 +61,14 @@ class _Shipped:
 
 
 _shipped: dict[tuple[str, str], _Shipped] = {}
-# Reentrant: a detector collected while the lock is held (the cyclic garbage collector runs
-# at any allocation) calls back into _drop_owner in the same thread.
-_lock = threading.RLock()
+_lock = threading.Lock()
+# Owners collected while the lock was held, applied at the next _sweep. A weak reference's
+# callback runs in whichever thread the garbage collector ran in (it runs at any
+# allocation), so it never waits for the lock: in the client's event loop, waiting for a
+# lock held by a thread that waits on that loop (model_ref's wait for the model)
+# deadlocked both (seen in a test run); in the thread holding it, it would change
+# _shipped under the feet of the code iterating it.
+_dropped: collections.deque[tuple[tuple[str, str], int]] = collections.deque()
 
 
 @contextmanager
@@ -101,28 +107,38 @@ def distributed_client() -> Any | None:
 
 
 def _sweep() -> None:
-    """Forget the futures of closed clients and those the scheduler let go (lock held)."""
+    """Apply the owners collected meanwhile, and forget the futures of closed clients and
+    those the scheduler let go (lock held)."""
+    while _dropped:
+        _drop_owner(*_dropped.popleft())
     for cache_key in [k for k, s in _shipped.items() if s.future.status not in _LIVE]:
         _shipped.pop(cache_key, None)
 
 
 def _drop_owner(cache_key: tuple[str, str], owner_id: int) -> None:
-    """A detector that shipped the model was collected: forget the model after the last.
+    """A detector that shipped the model was collected: forget the model after the last
+    (lock held).
 
     Only this reference goes: a lazy collection built earlier still holds the future (and
     so the model on the cluster) until it is computed or collected itself.
     """
-    with _lock:
-        shipped = _shipped.get(cache_key)
-        if shipped is not None:
-            shipped.owners.pop(owner_id, None)
-            if not shipped.owners:
-                _shipped.pop(cache_key, None)
+    shipped = _shipped.get(cache_key)
+    if shipped is not None:
+        shipped.owners.pop(owner_id, None)
+        if not shipped.owners:
+            _shipped.pop(cache_key, None)
 
 
 def _collected(cache_key: tuple[str, str], owner_id: int, _: weakref.ref[Any]) -> None:
-    """The weak reference's callback: see :func:`_drop_owner`."""
-    _drop_owner(cache_key, owner_id)
+    """The weak reference's callback: :func:`_drop_owner` now if the lock is free, else
+    at the next :func:`_sweep`; it never waits for the lock."""
+    _dropped.append((cache_key, owner_id))
+    if _lock.acquire(blocking=False):
+        try:
+            while _dropped:
+                _drop_owner(*_dropped.popleft())
+        finally:
+            _lock.release()
 
 
 def _submit(client: Any, scorer: Any, key: str) -> Any:

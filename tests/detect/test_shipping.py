@@ -195,3 +195,38 @@ def test_the_model_is_in_memory_on_the_cluster_when_model_ref_returns(client: Cl
         assert client.run_on_scheduler(_model_states)[f"adp-model-{key}"] == "memory"
         assert client.compute(dask.delayed(np.sum)(ref)).result() == 1_000_000 * i
         del owner
+
+
+class _Owner:
+    """Stands for a fitted detector: something a weak reference can watch."""
+
+
+class _LiveFuture:
+    status = "finished"
+
+
+def test_a_detector_collected_in_another_thread_never_waits_for_the_lock() -> None:
+    """The garbage collector may run a weak reference's callback in the client's event loop
+    while another thread holds the lock and waits on that loop (a deadlock once seen in a
+    test run): the callback leaves the drop to the next sweep instead of waiting."""
+    import threading
+
+    key = ("client-x", "adp-model-collected-elsewhere")
+    owner = _Owner()
+    with shipping._lock:
+        shipped = shipping._shipped[key] = shipping._Shipped(_LiveFuture())
+        shipping._own(shipped, key, owner)
+        callback = threading.Thread(target=shipping._collected, args=(key, id(owner), None))
+        callback.start()
+        callback.join(timeout=5)
+        assert not callback.is_alive(), "the callback waited for the lock"
+        assert key in shipping._shipped  # not dropped under the holder's feet
+        shipping._sweep()  # the holder's next sweep applies it
+        assert key not in shipping._shipped
+    owner2 = _Owner()
+    with shipping._lock:
+        shipped = shipping._shipped[key] = shipping._Shipped(_LiveFuture())
+        shipping._own(shipped, key, owner2)
+    shipping._collected(key, id(owner2), None)  # the lock is free: dropped at once
+    with shipping._lock:
+        assert key not in shipping._shipped
