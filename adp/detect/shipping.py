@@ -109,8 +109,7 @@ def distributed_client() -> Any | None:
 def _sweep() -> None:
     """Apply the owners collected meanwhile, and forget the futures of closed clients and
     those the scheduler let go (lock held)."""
-    while _dropped:
-        _drop_owner(*_dropped.popleft())
+    _apply_dropped()
     for cache_key in [k for k, s in _shipped.items() if s.future.status not in _LIVE]:
         _shipped.pop(cache_key, None)
 
@@ -135,10 +134,15 @@ def _collected(cache_key: tuple[str, str], owner_id: int, _: weakref.ref[Any]) -
     _dropped.append((cache_key, owner_id))
     if _lock.acquire(blocking=False):
         try:
-            while _dropped:
-                _drop_owner(*_dropped.popleft())
+            _apply_dropped()
         finally:
             _lock.release()
+
+
+def _apply_dropped() -> None:
+    """:func:`_drop_owner` for each owner collected so far (lock held)."""
+    while _dropped:
+        _drop_owner(*_dropped.popleft())
 
 
 def _submit(client: Any, scorer: Any, key: str) -> Any:

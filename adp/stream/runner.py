@@ -277,20 +277,16 @@ class StreamRunner:
         self.stats.events += len(messages)
         task_key = f"adp-stream-score-{uuid.uuid4().hex}"
         states: dict[str, bytes] = {}
+        if self.windows is not None:  # decoded here: windows follow the order of events
+            rows, states = self.windows.prepare(messages, self.key)
+            task: tuple[Any, ...] = (score_rows, rows)
+        else:
+            task = (decode_and_score, Payloads([m.data for m in messages]))
         # The batch travels in its task on purpose (one hop through the scheduler, which
         # does not parse it): dask's warning about large graphs would fire for every batch
         # of tens of thousands of events.
         with dask.config.set({"distributed.admin.large-graph-warning-threshold": "2GiB"}):
-            if self.windows is not None:  # decoded here: windows follow the order of events
-                rows, states = self.windows.prepare(messages, self.key)
-                future = self.client.submit(
-                    score_rows, rows, detector, self.key, key=task_key, pure=False
-                )
-            else:
-                payloads = Payloads([m.data for m in messages])
-                future = self.client.submit(
-                    decode_and_score, payloads, detector, self.key, key=task_key, pure=False
-                )
+            future = self.client.submit(*task, detector, self.key, key=task_key, pure=False)
         ids = {m.id for m in messages}
         batch = _Batch(messages, future, time.monotonic(), ids, states)
         future.add_done_callback(lambda _: batch.scored.set())
