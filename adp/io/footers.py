@@ -224,6 +224,11 @@ def undecodable(path: str, exc: BaseException) -> AdpError:
     remote = describe_remote_error(exc, path, None, "read")
     if remote is not None:
         return remote
+    if isinstance(exc, FileNotFoundError):  # not corrupt: gone since the listing
+        return DataError(
+            f"Parquet file {path!r} was listed when the source was opened but no longer "
+            "exists: it was moved or removed while the job ran. Open the source again"
+        )
     reason = (str(exc).strip().splitlines() or [""])[0][:300]
     return DataError(
         f"Parquet file {path!r} cannot be decoded ({type(exc).__name__}: {reason}): its data "

@@ -109,3 +109,15 @@ def test_adp_read_of_an_adp_output_reads_exactly_the_files_its_manifest_names(tm
     (out / "part.1.parquet").unlink()
     with pytest.raises(DataError, match=r"incomplete: 1 of the 2 files"):
         adp.read(str(out))
+
+
+def test_a_file_removed_after_the_listing_is_named_as_gone_not_corrupt(client, tmp_path) -> None:
+    lake = _lake(tmp_path / "lake")
+    ddf = adp.read(str(lake))  # listed and footers read
+    gone = lake / "part-1.parquet"
+    gone.rename(tmp_path / "elsewhere.parquet")
+    with pytest.raises(DataError) as err:
+        ddf.compute()
+    message = str(err.value)
+    assert str(gone) in message and "no longer exists" in message
+    assert "corrupt" not in message and "\n" not in message
