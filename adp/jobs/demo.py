@@ -20,6 +20,13 @@ DEMO_CONTEXT: dict[str, Any] = {
 #: The detector of the residuals: a robust Mahalanobis distance (minimum covariance
 #: determinant), which also sees pressure leave temperature (the joint deviations).
 CONTEXT_DETECTOR: dict[str, Any] = {"name": "mcd", "params": {"random_state": 0}}
+#: Rows the demo's detectors are fitted on.
+DEMO_SAMPLE_ROWS = 100_000
+#: Rows the minimum covariance determinant is fitted on. Its fit grows with its rows
+#: (scikit-learn's FastMCD: 3.3 s for 20,000 x 4 here, 19 s for 100,000); on the demo,
+#: 20,000 rows gave the precision and recall of 100,000 within 0.003 on three generated
+#: lakes (adp bench context), the job 2.8-3x faster.
+MCD_SAMPLE_ROWS = 20_000
 #: The detector of the raw readings (the demo without context).
 RAW_DETECTOR: dict[str, Any] = {
     "name": "isolation_forest",
@@ -56,7 +63,10 @@ def demo_spec(
                 "key": ["sensor_id", "ts"],
             },
             "detector": chosen,
-            "fit": {"sample_rows": 100_000, "random_state": 0},
+            "fit": {
+                "sample_rows": MCD_SAMPLE_ROWS if chosen["name"] == "mcd" else DEMO_SAMPLE_ROWS,
+                "random_state": 0,
+            },
             "threshold": {"contamination": 0.03},
             "explain": {"top_k": 2},
             "output": {"uri": str(out_dir / "scores"), "mode": "overwrite"},
