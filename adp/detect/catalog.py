@@ -20,6 +20,7 @@ from adp.detect.entry import (
     DetectorInfo,
     copod_scorer,
     ecod_scorer,
+    fit_hbos,
     fit_iforest,
     hbos_scorer,
     iforest_scorer,
@@ -111,6 +112,7 @@ _CORE = [
         score_cost="O(m * d)",
         deterministic=True,
         scorer=hbos_scorer,
+        fitter=fit_hbos,
         notes="Scored in one compiled pass (adp.detect.hbos); equal to PyOD's to 1e-12.",
     ),
     DetectorInfo(

@@ -52,6 +52,13 @@ def ecod_scorer(estimator: Any, X_train: np.ndarray) -> Scorer:
     return FrozenEcdfScorer(X_train, "ecod")
 
 
+def fit_hbos(estimator: Any, X: np.ndarray) -> Any:
+    """Fit PyOD's ``HBOS`` scoring the training rows compiled (:func:`fit_pyod_hbos`)."""
+    from adp.detect.hbos import fit_pyod_hbos
+
+    return fit_pyod_hbos(estimator, X)
+
+
 def hbos_scorer(estimator: Any, X_train: np.ndarray) -> Scorer:
     """HBOS, compiled."""
     from adp.detect.hbos import HbosScorer

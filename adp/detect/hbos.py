@@ -117,3 +117,40 @@ class HbosScorer:
             )
         except ValueError as exc:  # the kernel's check of each value (numba raises builtins)
             raise DataError(f"{exc}: drop or impute missing values first") from None
+
+
+def fit_pyod_hbos(estimator: Any, X: np.ndarray) -> Any:
+    """Fit PyOD's ``HBOS`` on ``X`` and score its training rows with the compiled kernel.
+
+    PyOD's ``HBOS.fit`` builds one ``np.histogram`` per feature, then scores the training
+    rows with a numba function compiled afresh in every process (it has no disk cache):
+    4.9 s of the first fit in a new worker here, for 8 ms of work. This builds the same
+    histograms the same way, then scores the rows with :class:`HbosScorer` (whose kernel
+    numba caches on disk), so the fitted state is PyOD's: ``hist_`` and ``bin_edges_``
+    equal, ``decision_scores_`` up to the rounding of each row's sum (below 1e-12), and
+    ``threshold_`` and ``labels_`` from PyOD's own ``_process_decision_scores``.
+    ``n_bins="auto"`` is PyOD's fit, which compiles nothing.
+
+    Returns
+    -------
+    pyod.models.hbos.HBOS
+        ``estimator``, fitted.
+    """
+    from pyod.utils.utility import check_parameter
+    from sklearn.utils import check_array
+
+    if isinstance(estimator.n_bins, str):
+        return estimator.fit(X)
+    X = check_array(X)
+    estimator._set_n_classes(None)
+    check_parameter(estimator.n_bins, low=2, high=np.inf)
+    n_features = X.shape[1]
+    estimator.hist_ = np.zeros([estimator.n_bins, n_features])
+    estimator.bin_edges_ = np.zeros([estimator.n_bins + 1, n_features])
+    for i in range(n_features):
+        estimator.hist_[:, i], estimator.bin_edges_[:, i] = np.histogram(
+            X[:, i], bins=estimator.n_bins, density=True
+        )
+    estimator.decision_scores_ = HbosScorer(estimator).decision_function(X)
+    estimator._process_decision_scores()
+    return estimator
