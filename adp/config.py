@@ -46,6 +46,7 @@ class ClusterSettings(_Section):
     memory_limit: str | int | None = Field("auto", alias="memory-limit")
     dashboard_address: str | None = Field(":0", alias="dashboard-address")
     install_plugins: bool = Field(True, alias="install-plugins")
+    warm_workers: bool = Field(True, alias="warm-workers")
     worker_environ: dict[str, str] = Field(default_factory=dict, alias="worker-environ")
     adapt: dict[str, Any] | None = None
     #: Validated where it is used, by :func:`adp.cluster.gateway.gateway_options`.

@@ -122,6 +122,10 @@ def connect(
         client = Client(**options)
     if install_plugins:
         _install_plugins(client)
+    if cfg.warm_workers:
+        from adp.cluster.warm import warm_workers
+
+        warm_workers(client)
     scaling = options_given or adapt_options(cfg.adapt)
     if scaling is not None and client.cluster is not None:
         client.cluster.adapt(**scaling.kwargs())
