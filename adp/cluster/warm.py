@@ -4,10 +4,10 @@ A new worker process imports what a task needs when its first task arrives: dask
 dataframe, scikit-learn, SciPy, PyOD and ADP's detection modules, several seconds on a
 small machine. The client imports much of the same before it submits anything, so on a
 fresh cluster the two imports ran one after the other: the first ``fit`` and ``detect`` of
-a 500,000-row lake took 7.6-8.2 s against 0.7 s for the next one (2026-11-28, 2 workers).
+a 500,000-row lake took 6.4-6.5 s against 0.7 s for the next one (2026-11-28, 2 workers).
 :func:`warm_workers` gives every worker one task that imports those modules as soon as the
 cluster is up, while the client plans, and does not wait for it: the first job then took
-3.6 s.
+2.8-3.0 s.
 
 Only clusters ADP starts itself are warmed; a scheduler someone else runs gets no task it
 did not ask for.
