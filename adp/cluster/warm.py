@@ -3,23 +3,31 @@
 A new worker process imports what a task needs when its first task arrives: dask's
 dataframe, scikit-learn, SciPy, PyOD and ADP's detection modules, several seconds on a
 small machine. The client imports much of the same before it submits anything, so on a
-fresh cluster the two imports ran one after the other: the first ``fit`` and ``detect`` of
-a 500,000-row lake took 6.4-6.5 s against 0.7 s for the next one (2026-11-28, 2 workers).
-:func:`warm_workers` gives every worker one task that imports those modules as soon as the
-cluster is up, while the client plans, and does not wait for it: the first job then took
-2.8-3.0 s.
+fresh cluster the two imports ran one after the other. :func:`warm_workers` has both sides
+import at the same time, while the cluster starts: the workers on their event loops
+(``Client.run``), the client in its own thread, and returns when both are done.
 
-Only clusters ADP starts itself are warmed; a scheduler someone else runs gets no task it
+The workers' imports must be over before any task reaches them. A first version sent each
+worker an import *task* and did not wait: the task's thread and the worker's event loop,
+unpickling the next messages, then imported ``dask.dataframe`` at the same time, one of
+them saw it half initialised ("cannot import name 'dataframe' from 'dask'"), and the
+worker lost its scheduler connection. Imports run on the event loop, with nothing else
+running on the worker yet, cannot race.
+
+Only clusters ADP starts itself are warmed; a scheduler someone else runs gets nothing it
 did not ask for.
 """
 
 from __future__ import annotations
 
 import importlib
-import uuid
+import logging
+import threading
 from typing import Any
 
 __all__ = ["WARM_MODULES", "import_scoring_stack", "warm_workers"]
+
+logger = logging.getLogger(__name__)
 
 #: What the first tasks of a job import: reading, sampling, fitting, scoring, threshold.
 WARM_MODULES = (
@@ -33,37 +41,41 @@ WARM_MODULES = (
 
 
 def import_scoring_stack(modules: tuple[str, ...] = WARM_MODULES) -> list[str]:
-    """Import ``modules`` in this process (a worker's task); returns their names."""
+    """Import ``modules`` in this process; returns their names."""
     for name in modules:
         importlib.import_module(name)
     return list(modules)
 
 
-def warm_workers(client: Any) -> list[Any]:
-    """Send every current worker of ``client``'s cluster one :func:`import_scoring_stack`
-    task, without waiting for it.
+def warm_workers(client: Any, timeout: float = 120.0) -> dict[str, list[str]]:
+    """Import the scoring stack on every current worker and in this process, at once.
 
     Parameters
     ----------
     client : distributed.Client
+        A client of a cluster no task has reached yet.
+    timeout : float
+        Seconds to wait for the workers; past it, a warning and no more waiting (their
+        first tasks then import what is left).
 
     Returns
     -------
-    list of distributed.Future
-        One per worker, already released to the scheduler (``fire_and_forget``); a caller
-        may wait on them.
+    dict
+        Worker address to the modules it imported (empty after a timeout or an error).
     """
-    from distributed import fire_and_forget
+    done: dict[str, list[str]] = {}
 
-    futures = []
-    for address in client.scheduler_info(n_workers=-1)["workers"]:
-        future = client.submit(
-            import_scoring_stack,
-            key=f"adp-warm-{uuid.uuid4().hex}",
-            workers=[address],
-            allow_other_workers=False,
-            pure=False,
-        )
-        fire_and_forget(future)
-        futures.append(future)
-    return futures
+    def on_workers() -> None:
+        try:
+            done.update(client.run(import_scoring_stack))
+        except Exception as exc:  # noqa: BLE001 - warming is an optimisation only
+            logger.warning("warming the workers failed (%s); they import on first use", exc)
+
+    thread = threading.Thread(target=on_workers, name="adp-warm-workers", daemon=True)
+    thread.start()
+    import_scoring_stack()
+    thread.join(timeout)
+    if thread.is_alive():
+        logger.warning("the workers took over %.0f s to import the scoring stack", timeout)
+        return {}
+    return done
