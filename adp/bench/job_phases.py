@@ -15,7 +15,8 @@ and then detects runs in six phases, each waiting for the one before:
 - ``threshold_and_flags``: from there to the job's end (the threshold's last passes, the
   flags, the result back to the client).
 
-The six add up to the whole job. Without a fit task in the stream (a frame small enough
+The six add up to the whole job; a task that began before the job is left out (it belongs
+to whatever ran before). Without a fit task in the stream (a frame small enough
 to be fitted in the client's process) there is nothing to split: the result is empty.
 """
 
@@ -62,7 +63,8 @@ def job_phases(tasks: Sequence[dict[str, Any]], start: float, done: float) -> di
         Phase name to seconds, in :data:`PHASES` order; empty when the stream holds no fit
         task or nothing after it.
     """
-    computes = _computes(tasks)
+    # a task that began before the job is another's (one still running when it started)
+    computes = [c for c in _computes(tasks) if c[0] >= start]
     fit = [c for c in computes if c[2] == _FIT_TASK]
     if not fit:
         return {}

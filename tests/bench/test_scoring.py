@@ -72,6 +72,9 @@ def test_the_phases_come_from_the_task_stream() -> None:
          "threshold_and_flags": 0.3}
     )  # fmt: skip
     assert job_phases(stream[:2], start=10.0, done=12.4) == {}  # fitted in the client
+    # a task still running from before the job is not the job's: nothing goes negative
+    stray = [_task("import-stack", 9.0, 11.0), *stream]
+    assert job_phases(stray, start=10.0, done=12.4) == pytest.approx(phases)
 
 
 def test_without_pyod_the_table_has_no_pyod_row_and_no_speedup() -> None:
