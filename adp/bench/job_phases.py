@@ -15,8 +15,9 @@ and then detects runs in six phases, each waiting for the one before:
 - ``threshold_and_flags``: from there to the job's end (the threshold's last passes, the
   flags, the result back to the client).
 
-The six add up to the whole job; a task that began before the job is left out (it belongs
-to whatever ran before). Without a fit task in the stream (a frame small enough
+The six add up to the whole job: each boundary is kept between the job's start and end
+(the workers shift the stream's times by an estimate of their clock offset). Without a
+fit task in the stream (a frame small enough
 to be fitted in the client's process) there is nothing to split: the result is empty.
 """
 
@@ -63,8 +64,7 @@ def job_phases(tasks: Sequence[dict[str, Any]], start: float, done: float) -> di
         Phase name to seconds, in :data:`PHASES` order; empty when the stream holds no fit
         task or nothing after it.
     """
-    # a task that began before the job is another's (one still running when it started)
-    computes = [c for c in _computes(tasks) if c[0] >= start]
+    computes = _computes(tasks)
     fit = [c for c in computes if c[2] == _FIT_TASK]
     if not fit:
         return {}
@@ -79,5 +79,10 @@ def job_phases(tasks: Sequence[dict[str, Any]], start: float, done: float) -> di
     score_start = min(c[0] for c in after)
     score_end = max(c[1] for c in after if c[2] == scoring)
     first = min(c[0] for c in computes)
-    marks = [start, first, fit_start, fit_end, score_start, score_end, max(done, score_end)]
+    marks = [start, first, fit_start, fit_end, score_start, score_end, done]
+    # A worker shifts its tasks' times by its estimate of the scheduler's clock offset
+    # (distributed's scheduler_delay, from heartbeat round trips), which a loaded machine
+    # gets wrong by up to a second: a mark is kept inside the job, so no phase is negative
+    # and the six add up to its seconds.
+    marks = [min(max(mark, start), done) for mark in marks]
     return {name: marks[i + 1] - marks[i] for i, name in enumerate(PHASES)}

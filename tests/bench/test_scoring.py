@@ -72,9 +72,12 @@ def test_the_phases_come_from_the_task_stream() -> None:
          "threshold_and_flags": 0.3}
     )  # fmt: skip
     assert job_phases(stream[:2], start=10.0, done=12.4) == {}  # fitted in the client
-    # a task still running from before the job is not the job's: nothing goes negative
-    stray = [_task("import-stack", 9.0, 11.0), *stream]
-    assert job_phases(stray, start=10.0, done=12.4) == pytest.approx(phases)
+    # times off by a clock-offset estimate, or a task still running from before the job:
+    # no phase goes negative and the six still add up to the job's seconds
+    skewed = [_task("import-stack", 9.0, 11.0), *stream, _task("candidates-67", 12.3, 13.1)]
+    got = job_phases(skewed, start=10.0, done=12.4)
+    assert min(got.values()) >= 0 and sum(got.values()) == pytest.approx(2.4)
+    assert got["plan"] == 0 and got["fit"] == pytest.approx(0.5)
 
 
 def test_without_pyod_the_table_has_no_pyod_row_and_no_speedup() -> None:
