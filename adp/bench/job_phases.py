@@ -82,7 +82,7 @@ def job_phases(tasks: Sequence[dict[str, Any]], start: float, done: float) -> di
     marks = [start, first, fit_start, fit_end, score_start, score_end, done]
     # A worker shifts its tasks' times by its estimate of the scheduler's clock offset
     # (distributed's scheduler_delay, from heartbeat round trips), which a loaded machine
-    # gets wrong by up to a second: a mark is kept inside the job, so no phase is negative
+    # got wrong by over two seconds: a mark is kept inside the job, so no phase is negative
     # and the six add up to its seconds.
     marks = [min(max(mark, start), done) for mark in marks]
     return {name: marks[i + 1] - marks[i] for i, name in enumerate(PHASES)}
